@@ -1,0 +1,35 @@
+# One virtualenv, built from pyproject.toml; every target creates it on demand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-long run sweep clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The CI job: unit, property, simulation and integration tests.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Everything, including the slow campaigns (long simulator sweeps).
+test-long: $(STAMP)
+	RAFTNET_LONG=1 $(BIN)/python -m pytest -q
+
+# The long randomized simulator sweep (50,000 seeds over 3- and 5-node clusters).
+sweep: $(STAMP)
+	$(BIN)/python -m raftnet.sim --nodes 3 --seeds 1-25000
+	$(BIN)/python -m raftnet.sim --nodes 5 --seeds 25001-50000
+
+# A local 3-node cluster you can talk to (Ctrl-C stops it).
+run: $(STAMP)
+	$(BIN)/raftnet local --nodes 3 --dir .raftnet-local
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

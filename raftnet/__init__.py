@@ -1,0 +1,1 @@
+"""raftnet: a Raft consensus system."""
