@@ -23,6 +23,8 @@ Durability order (the caller MUST follow it; the simulator and tests check it):
    one term, or an acknowledged entry that vanished).
 4. ``committed_entries`` are applied in order, after step 2.
 5. ``read_states`` may be answered: each one's index is already applied.
+   ``dropped_reads`` are the contexts of reads this node can no longer serve
+   (it lost leadership): tell those clients to retry elsewhere.
 6. ``advance(ready)``.
 """
 
@@ -68,6 +70,7 @@ class Ready:
     after_persist: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
+    dropped_reads: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -77,4 +80,5 @@ class Ready:
             or self.after_persist
             or self.committed_entries
             or self.read_states
+            or self.dropped_reads
         )
