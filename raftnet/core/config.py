@@ -10,8 +10,10 @@ class RaftConfig:
     id: int
     voters: tuple[int, ...]
     # A follower campaigns after a random timeout in
-    # [election_tick, 2 * election_tick) ticks without hearing from a leader.
+    # [election_tick, election_tick_max) ticks without hearing from a leader
+    # (election_tick_max defaults to 2 * election_tick).
     election_tick: int = 10
+    election_tick_max: int = 0
     heartbeat_tick: int = 1
     pre_vote: bool = True
     check_quorum: bool = True
@@ -29,5 +31,7 @@ class RaftConfig:
             raise ValueError(f"duplicate voter ids in {self.voters}")
         if self.heartbeat_tick < 1 or self.election_tick <= self.heartbeat_tick:
             raise ValueError("need 1 <= heartbeat_tick < election_tick")
+        if self.election_tick_max and self.election_tick_max <= self.election_tick:
+            raise ValueError("need election_tick < election_tick_max")
         if self.max_inflight_msgs < 1 or self.max_size_per_msg < 1:
             raise ValueError("flow-control limits must be positive")

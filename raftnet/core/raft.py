@@ -327,9 +327,10 @@ class Raft:
     # ======================================================================
 
     def _reset_election_timeout(self) -> None:
-        """§5.2: randomized in [T, 2T) so that split votes are rare."""
-        t = self.config.election_tick
-        self.randomized_election_timeout = t + self._rng.randrange(t)
+        """§5.2: randomized in [T, 2T) (or the configured range) so that split votes are rare."""
+        lo = self.config.election_tick
+        hi = self.config.election_tick_max or 2 * lo
+        self.randomized_election_timeout = lo + self._rng.randrange(hi - lo)
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
