@@ -63,6 +63,8 @@ def run_seed(
         trace=trace,
         max_size_per_msg=knobs.choice((1, 64, 4096)),
         max_inflight_msgs=knobs.choice((1, 4, 16)),
+        pre_vote=knobs.random() < 0.7,
+        check_quorum=knobs.random() < 0.7,
     )
     cluster.net.faults = fault_mix(cluster)
     cluster.crash_in_ready = cluster.rng.choice((0.0, 0.002, 0.01))
@@ -115,7 +117,10 @@ def _faulty_phase(cluster: Cluster, steps: int) -> None:
             cluster.cut_one_way(a, b)
         elif r < 0.070:
             cluster.heal()
-        elif r < 0.072:
+        elif r < 0.078:
+            # A node times out early and campaigns (the forced elections of figure 8).
+            cluster.campaign(rng.choice(ids))
+        elif r < 0.080:
             leader = cluster.leader()
             if leader is not None:
                 cluster.nodes[leader].raft.transfer_leader(rng.choice([i for i in ids if i != leader]))
