@@ -1,0 +1,5 @@
+"""``python -m raftnet`` is the ``raftnet`` command."""
+
+from .cli import main
+
+main()
