@@ -174,9 +174,10 @@ def _committed_everywhere(cluster: Cluster, data: bytes) -> bool:
 
 
 def _lost(cluster: Cluster, entry) -> bool:
+    """A leader of a later term that does not hold ``entry`` will overwrite it."""
     return any(
-        n.raft.log.term_at(entry.index) not in (None, entry.term) for n in cluster.nodes.values()
-        if n.raft.role is Role.LEADER
+        n.raft.role is Role.LEADER and n.raft.term > entry.term and n.raft.log.term_at(entry.index) != entry.term
+        for n in cluster.nodes.values()
     )
 
 
