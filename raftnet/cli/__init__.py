@@ -32,3 +32,12 @@ class Group(click.Group):
 @click.version_option(package_name="raftnet")
 def main() -> None:
     """raftnet: a Raft consensus system (replicated log and key-value store)."""
+
+
+def _register() -> None:
+    from .inspect import inspect
+
+    main.add_command(inspect)
+
+
+_register()

@@ -1,0 +1,110 @@
+"""WAL records: ``u32 length | u64 xxh3 | CBOR payload``, big endian.
+
+The checksum covers the payload. A length of zero marks the end of the
+written part of a (preallocated, zero-filled) segment. Payloads are short
+CBOR arrays tagged by their first element:
+
+* ``[0, index, term, kind, data]``: a log entry; ``data`` is the command's
+  bytes exactly as proposed (never re-encoded);
+* ``[1, index]``: truncate: entries at or after ``index`` are discarded
+  (a follower overwriting a conflicting suffix);
+* ``[2, batch_bytes]``: batch header: the batch that starts here is
+  ``batch_bytes`` long, marker included;
+* ``[3]``: batch marker: the batch before it was written completely;
+* ``[4, seq]``: segment header, the first record of every segment. ``seq``
+  grows with every new segment, so recovery replays segments in the order
+  they were written even when a truncation started a segment whose first
+  index is lower than an older segment's.
+
+A batch is ``header, records..., marker``. Recovery only believes batches
+whose marker it read: a crash mid-write loses the unfinished batch, never
+part of one.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import cbor2
+import xxhash
+
+from ..core.messages import Entry, EntryKind
+
+HEADER = struct.Struct(">IQ")
+HEADER_SIZE = HEADER.size  # 12 bytes
+MAX_RECORD = 1 << 30
+
+ENTRY, TRUNCATE, BATCH, MARKER, SEGMENT = 0, 1, 2, 3, 4
+
+_hash = xxhash.xxh3_64_intdigest
+
+
+def frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), _hash(payload)) + payload
+
+
+def entry_record(e: Entry) -> bytes:
+    return frame(cbor2.dumps([ENTRY, e.index, e.term, int(e.kind), e.data]))
+
+
+def truncate_record(index: int) -> bytes:
+    return frame(cbor2.dumps([TRUNCATE, index]))
+
+
+MARKER_RECORD = frame(cbor2.dumps([MARKER]))
+
+
+def segment_record(seq: int) -> bytes:
+    return frame(cbor2.dumps([SEGMENT, seq]))
+
+
+def batch(records: list[bytes]) -> bytes:
+    """``records`` wrapped in a header (carrying the batch length) and a marker."""
+    body = b"".join(records)
+    # The header's own size depends on the number it carries: settle it.
+    size = len(body) + len(MARKER_RECORD)
+    header_len = 0
+    while True:
+        header = frame(cbor2.dumps([BATCH, size + header_len]))
+        if len(header) == header_len:
+            return header + body + MARKER_RECORD
+        header_len = len(header)
+
+
+class BadRecord(Exception):
+    """The bytes at an offset are not a valid record."""
+
+
+def read_record(buf: memoryview | bytes, offset: int) -> tuple[list | None, int]:
+    """Decode the record at ``offset``: (payload, next offset). ``(None,
+    offset)`` at the end of written data (a zero length). Raises BadRecord."""
+    if offset + HEADER_SIZE > len(buf):
+        if any(buf[offset:]):
+            raise BadRecord("record header cut short by the end of the file")
+        return None, offset
+    length, checksum = HEADER.unpack_from(buf, offset)
+    if length == 0:
+        if checksum != 0:
+            raise BadRecord("zero length with a nonzero checksum")
+        return None, offset
+    end = offset + HEADER_SIZE + length
+    if length > MAX_RECORD or end > len(buf):
+        raise BadRecord(f"length {length} runs past the end of the file")
+    payload = bytes(buf[offset + HEADER_SIZE : end])
+    if _hash(payload) != checksum:
+        raise BadRecord("checksum mismatch")
+    try:
+        item = cbor2.loads(payload)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad record
+        raise BadRecord(f"undecodable payload ({exc})") from None
+    if not isinstance(item, list) or not item or item[0] not in (ENTRY, TRUNCATE, BATCH, MARKER, SEGMENT):
+        raise BadRecord("unknown record type")
+    return item, end
+
+
+def decode_entry(item: list) -> Entry:
+    try:
+        _, index, term, kind, data = item
+        return Entry(int(index), int(term), bytes(data), EntryKind(kind))
+    except (ValueError, TypeError) as exc:
+        raise BadRecord(f"malformed entry record ({exc})") from None
