@@ -36,8 +36,12 @@ def main() -> None:
 
 def _register() -> None:
     from .inspect import inspect
+    from .kv import cas, delete, get, put, status
+    from .local import local
+    from .serve import serve
 
-    main.add_command(inspect)
+    for command in (serve, local, put, get, delete, cas, status, inspect):
+        main.add_command(command)
 
 
 _register()

@@ -26,41 +26,54 @@ import trio
 
 from ..core import ProposalRefused, Raft, RaftConfig, Role
 from ..core.messages import Entry, EntryKind, Message
-from .logstore import LogStore
+from ..kv.store import KVStore
+from ..storage import Storage
+from .logstore import DiskLogStore, LogStore
 from .peer import PeerLink
+from . import codec, wire
 from .pending import Pending, RequestFailed, Waiter
+from .server import serve_connection
 from .transport import TcpTransport, Transport
 
 log = logging.getLogger("raftnet.node")
 
 
 class Node:
+    """``async with Node(config, node_id) as node:`` runs one node of the
+    cluster ``config`` (a ``raftnet.config.ClusterConfig``) until the block
+    exits. Tests swap the transport, the log store, the state machine and
+    the RNG."""
+
     def __init__(
         self,
+        config: Any,
         node_id: int,
-        address: str,
-        peers: dict[int, str],
-        raft_config: RaftConfig,
-        log_store: LogStore,
-        state_machine: Any,
         *,
-        tick_seconds: float,
+        data_dir: str | None = None,
         transport: Transport | None = None,
-        handshake: Any,
-        codec: Any,
+        log_store: LogStore | None = None,
+        state_machine: Any = None,
         rng: random.Random | None = None,
         peer_queue_size: int = 4096,
     ):
+        spec = config.node(node_id)
+        self.config = config
         self.id = node_id
-        self.address = address
-        self.peers = dict(peers)
-        self._raft_config = raft_config
+        self.address = spec.address
+        self.peers = {n.id: n.address for n in config.nodes if n.id != node_id}
+        self._raft_config = config.raft_config(node_id)
+        self._data_dir = data_dir or config.data_dir(node_id)
         self._store = log_store
-        self.state_machine = state_machine
-        self._tick_seconds = tick_seconds
+        self.state_machine = state_machine if state_machine is not None else KVStore(
+            max_key_bytes=config.limits.max_key_bytes
+        )
+        self._tick_seconds = config.timing.tick_ms / 1000
+        self.cluster_name = config.name
+        self.secret = config.secret.encode() if config.secret else None
+        self.max_frame_bytes = config.limits.max_frame_bytes
+        self.max_entry_bytes = config.limits.max_entry_bytes
+        self.handshake_timeout = 5.0
         self._transport = transport or TcpTransport()
-        self._handshake = handshake
-        self._codec = codec
         self._rng = rng or random.Random()
         self._peer_queue_size = peer_queue_size
         self.raft: Raft | None = None
@@ -72,13 +85,24 @@ class Node:
         self._seen = (Role.FOLLOWER, 0, None)
         self.port = 0
 
+    def address_of(self, node_id: int | None) -> str | None:
+        if node_id is None:
+            return None
+        return self.address if node_id == self.id else self.peers.get(node_id)
+
     # -- lifetime ----------------------------------------------------------------
 
     async def __aenter__(self) -> Node:
+        if self._store is None:
+            s = self.config.storage
+            storage = Storage.open(self._data_dir, cluster=self.config.name, node_id=self.id, fsync=s.fsync,
+                                   segment_size=s.segment_size, fsync_warn_seconds=s.fsync_warn_ms / 1000)
+            self._store = DiskLogStore(storage)
         store = self._store
         hs = store.hard_state
         entries = store.entries(1, store.last_index + 1)
         self.raft = Raft(self._raft_config, self._rng, hard_state=hs, entries=entries)
+        # The state machine is rebuilt by replaying the committed log (snapshots come later).
         self._seen = (self.raft.role, self.raft.term, self.raft.leader_id)
         log.info(
             "node %d starting at %s: term %d, vote %s, commit %d, last index %d",
@@ -92,8 +116,8 @@ class Node:
                 link = PeerLink(
                     peer_id,
                     address,
-                    connect=lambda a=address: self._handshake.connect_peer(self._transport, a),
-                    encode=self._codec.encode_batch,
+                    connect=lambda a=address: self._connect_peer(a),
+                    encode=codec.encode_batch,
                     queue_size=self._peer_queue_size,
                     rng=self._rng,
                 )
@@ -191,28 +215,39 @@ class Node:
     # -- connections -------------------------------------------------------------
 
     async def _on_connection(self, stream: trio.abc.Stream) -> None:
-        await self._handshake.serve_connection(self, stream)
+        await serve_connection(self, stream)
 
-    def deliver(self, peer_id: int, m: Message) -> None:
-        """A message arrived from an authenticated peer."""
-        if m.src != peer_id or m.dst != self.id:
-            raise ValueError(f"message claims src={m.src} dst={m.dst} on the link from node {peer_id}")
-        self.raft.step(m)
+    async def _connect_peer(self, address: str) -> trio.abc.Stream:
+        stream = await self._transport.connect(address)
+        try:
+            with trio.fail_after(self.handshake_timeout):
+                reader = wire.FrameReader(stream, self.max_frame_bytes)
+                await wire.send_hello(stream, reader, cluster=self.cluster_name, secret=self.secret, role="peer", id=self.id)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
+
+    def deliver_batch(self, messages: list[Message]) -> None:
+        """Messages arrived from an authenticated peer (server.py checked
+        that each one is from that peer and addressed to us)."""
+        for m in messages:
+            self.raft.step(m)
         self._note_changes()
         self.wake()
 
     # -- what client requests call -------------------------------------------------------
 
-    async def propose(self, command: bytes) -> Any:
-        """Append ``command`` and wait until it is applied; returns the state
-        machine's result. Raises RequestFailed."""
+    async def propose(self, command: bytes) -> tuple[int, Any]:
+        """Append ``command`` and wait until it is applied; returns its index
+        and the state machine's result. Raises RequestFailed."""
         try:
             entry = self.raft.propose(command)
         except ProposalRefused as exc:
             raise _refusal(exc) from None
         waiter = self.pending.add_write(entry.index, entry.term)
         self.wake()
-        return await self._wait(waiter)
+        return entry.index, await self._wait(waiter)
 
     async def read(self, query: Any) -> Any:
         """A linearizable read through ReadIndex (no log append)."""
@@ -233,18 +268,6 @@ class Node:
             return await waiter.wait()
         finally:
             self.pending.forget(waiter)
-
-    def status(self) -> dict[str, Any]:
-        st = self.raft.status()
-        st["address"] = self.address
-        st["peers_connected"] = {p: link.connected for p, link in self._links.items()}
-        return st
-
-    def leader_address(self) -> str | None:
-        leader = self.raft.leader_id
-        if leader == self.id:
-            return self.address
-        return self.peers.get(leader) if leader is not None else None
 
 
 def _refusal(exc: ProposalRefused) -> RequestFailed:

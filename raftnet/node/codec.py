@@ -1,0 +1,100 @@
+"""Raft messages as compact CBOR: one positional array per message.
+
+    [type, term, src, dst, field...]
+
+Entries travel as ``[index, term, kind, data]``; ``data`` is the command's
+bytes as proposed, never re-encoded. Decoding is strict: an unknown type, a
+wrong field count or a field of the wrong type raises ``ProtocolError``, so
+the core never sees a malformed message.
+"""
+
+from __future__ import annotations
+
+import cbor2
+
+from ..core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from .wire import ProtocolError
+
+# type tag -> (class, [(field, kind)]) with kind "i" int >= 0, "b" bool, "e" entries
+_SCHEMA: dict[int, tuple[type, list[tuple[str, str]]]] = {
+    1: (RequestVote, [("last_log_index", "i"), ("last_log_term", "i"), ("pre_vote", "b"), ("leader_transfer", "b")]),
+    2: (RequestVoteResponse, [("granted", "b"), ("pre_vote", "b")]),
+    3: (AppendEntries, [("prev_log_index", "i"), ("prev_log_term", "i"), ("entries", "e"), ("leader_commit", "i")]),
+    4: (AppendEntriesResponse, [("success", "b"), ("match_index", "i"), ("rejected_index", "i"),
+                                ("conflict_term", "i"), ("conflict_index", "i")]),
+    5: (Heartbeat, [("commit", "i"), ("seq", "i")]),
+    6: (HeartbeatResponse, [("seq", "i")]),
+    7: (TimeoutNow, []),
+}
+_TAG = {cls: (tag, fields) for tag, (cls, fields) in _SCHEMA.items()}
+
+
+def encode_message(m: Message) -> list:
+    tag, fields = _TAG[type(m)]
+    out = [tag, m.term, m.src, m.dst]
+    for name, kind in fields:
+        v = getattr(m, name)
+        out.append([[e.index, e.term, int(e.kind), e.data] for e in v] if kind == "e" else v)
+    return out
+
+
+def _int(v) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ProtocolError(f"expected a non-negative integer, got {type(v).__name__}")
+    return v
+
+
+def decode_message(obj) -> Message:
+    if not isinstance(obj, list) or len(obj) < 4:
+        raise ProtocolError("a message is an array [type, term, src, dst, ...]")
+    schema = _SCHEMA.get(obj[0]) if isinstance(obj[0], int) else None
+    if schema is None:
+        raise ProtocolError(f"unknown message type {str(obj[0])[:20]!r}")
+    cls, fields = schema
+    if len(obj) != 4 + len(fields):
+        raise ProtocolError(f"{cls.__name__} needs {4 + len(fields)} fields, got {len(obj)}")
+    kw = {"term": _int(obj[1]), "src": _int(obj[2]), "dst": _int(obj[3])}
+    for (name, kind), v in zip(fields, obj[4:]):
+        if kind == "i":
+            kw[name] = _int(v)
+        elif kind == "b":
+            if not isinstance(v, bool):
+                raise ProtocolError(f"{cls.__name__}.{name} must be a bool")
+            kw[name] = v
+        else:
+            if not isinstance(v, list):
+                raise ProtocolError(f"{cls.__name__}.{name} must be an array")
+            entries = []
+            for e in v:
+                if not (isinstance(e, list) and len(e) == 4 and isinstance(e[3], bytes)):
+                    raise ProtocolError("an entry is [index, term, kind, data]")
+                try:
+                    kind_ = EntryKind(_int(e[2]))
+                except ValueError:
+                    raise ProtocolError(f"unknown entry kind {e[2]}") from None
+                entries.append(Entry(_int(e[0]), _int(e[1]), e[3], kind_))
+            kw[name] = tuple(entries)
+    return cls(**kw)
+
+
+def encode_batch(messages: list[Message]) -> bytes:
+    """One frame carrying ``messages`` (length prefix included)."""
+    body = cbor2.dumps({"t": "raft", "m": [encode_message(m) for m in messages]})
+    return len(body).to_bytes(4, "big") + body
+
+
+def decode_batch(frame: dict) -> list[Message]:
+    if frame.get("t") != "raft" or not isinstance(frame.get("m"), list):
+        raise ProtocolError(f"expected a raft frame on a peer connection, got {str(frame.get('t'))[:40]!r}")
+    return [decode_message(m) for m in frame["m"]]

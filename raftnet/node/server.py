@@ -1,0 +1,135 @@
+"""The inbound side of a node: every accepted connection, peer or client.
+
+A connection starts with the hello handshake (``wire.accept_hello``). A peer
+connection then only carries frames of Raft messages towards us; a client
+connection carries requests, each with its own request id, served
+concurrently and answered in whatever order they finish.
+
+Bad input never takes the node down: a malformed or oversized frame, an
+unknown message type, a wrong cluster name or secret closes *that*
+connection with one log line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from ..core.messages import AppendEntries, Message
+from . import codec, wire
+from .service import handle_request
+
+log = logging.getLogger("raftnet.node")
+
+# Requests one client connection may have in flight; beyond it we stop
+# reading from that socket, so TCP pushes back on the client.
+MAX_REQUESTS_PER_CONNECTION = 1024
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "memory"
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"{host}:{port}"
+
+
+async def serve_connection(node: Any, stream: trio.abc.Stream) -> None:
+    who = _peer_name(stream)
+    reader = wire.FrameReader(stream, node.max_frame_bytes)
+    try:
+        async with stream:
+            try:
+                with trio.fail_after(node.handshake_timeout):
+                    hello = await wire.accept_hello(
+                        stream,
+                        reader,
+                        cluster=node.cluster_name,
+                        secret=node.secret,
+                        node_id=node.id,
+                        peer_ids=set(node.peers),
+                    )
+            except trio.TooSlowError:
+                log.warning("connection from %s closed: no hello within %.1fs", who, node.handshake_timeout)
+                return
+            if hello.role == "peer":
+                await _serve_peer(node, hello.id, reader, who)
+            else:
+                await _serve_client(node, stream, reader, who)
+    except wire.ProtocolError as exc:
+        log.warning("connection from %s closed: %s", who, exc)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the other side went away; nothing to report
+
+
+async def _serve_peer(node: Any, peer_id: int, reader: wire.FrameReader, who: str) -> None:
+    while True:
+        frame = await reader.read()
+        if frame is None:
+            return
+        messages = codec.decode_batch(frame)
+        for m in messages:
+            check_message(m, peer_id, node.id)
+        node.deliver_batch(messages)
+
+
+def check_message(m: Message, peer_id: int, node_id: int) -> None:
+    """Refuse a message the core must never see: the codec checked its types,
+    this checks what the core takes for granted (indexes and terms are
+    non-negative, appended entries are consecutive from prev_log_index + 1
+    and no newer than the message's term). A peer that sends one is broken
+    or hostile; we close its connection rather than feed the core."""
+    if m.src != peer_id or m.dst != node_id:
+        raise wire.ProtocolError(f"peer {peer_id} sent a message from {m.src} to {m.dst}; this is node {node_id}")
+    if m.term < 0:
+        raise wire.ProtocolError(f"peer {peer_id} sent a negative term")
+    if isinstance(m, AppendEntries):
+        if m.prev_log_index < 0 or m.prev_log_term < 0 or m.leader_commit < 0:
+            raise wire.ProtocolError(f"peer {peer_id} sent an append with a negative index or term")
+        expected = m.prev_log_index + 1
+        for e in m.entries:
+            if e.index != expected or not 0 < e.term <= m.term:
+                raise wire.ProtocolError(
+                    f"peer {peer_id} sent entry {e.index} (term {e.term}) where index {expected} "
+                    f"with a term in 1..{m.term} belongs"
+                )
+            expected += 1
+
+
+async def _serve_client(node: Any, stream: trio.abc.Stream, reader: wire.FrameReader, who: str) -> None:
+    send_lock = trio.Lock()
+    limiter = trio.CapacityLimiter(MAX_REQUESTS_PER_CONNECTION)
+
+    async def reply(frame: dict) -> None:
+        data = wire.encode_frame(frame)
+        async with send_lock:
+            await stream.send_all(data)
+
+    async def serve_one(request: dict, token: object) -> None:
+        try:
+            response = await handle_request(node, request)
+            try:
+                await reply(response)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client left; its write may still have been applied
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    async with trio.open_nursery() as nursery:
+        try:
+            while True:
+                request = await reader.read()
+                if request is None:
+                    break
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(serve_one, request, token)
+        finally:
+            # The client is gone or misbehaved: stop its pending requests too.
+            nursery.cancel_scope.cancel()
+
