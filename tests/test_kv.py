@@ -1,0 +1,79 @@
+"""The KV state machine: commands, sessions (exactly-once), expiry, snapshots."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raftnet.kv import KVStore, encode_command
+
+
+def test_commands_and_results():
+    kv = KVStore()
+    client = kv.apply(1, encode_command("register"))["client"]
+    assert kv.apply(2, encode_command("put", key="a", value=b"1", client=client, seq=1)) == {"ok": True}
+    assert kv.read({"op": "get", "key": "a"}) == {"ok": True, "value": b"1"}
+    assert kv.apply(3, encode_command("cas", key="a", expected=b"0", new=b"2", client=client, seq=2))["swapped"] is False
+    assert kv.apply(4, encode_command("cas", key="a", expected=b"1", new=b"2", client=client, seq=3))["swapped"] is True
+    assert kv.apply(5, encode_command("cas", key="b", expected=None, new=b"x", client=client, seq=4))["swapped"] is True
+    assert kv.apply(6, encode_command("delete", key="b", client=client, seq=5))["existed"] is True
+    assert kv.apply(7, encode_command("delete", key="b", client=client, seq=6))["existed"] is False
+
+
+def test_retry_returns_the_cached_answer_and_never_applies_twice():
+    kv = KVStore()
+    c = kv.apply(1, encode_command("register"))["client"]
+    kv.apply(2, encode_command("put", key="n", value=b"1", client=c, seq=1))
+    cas = encode_command("cas", key="n", expected=b"1", new=b"2", client=c, seq=2)
+    assert kv.apply(3, cas)["swapped"] is True
+    assert kv.apply(4, cas)["swapped"] is True  # retry: same answer, even though n is now 2
+    assert kv.read({"op": "get", "key": "n"})["value"] == b"2"
+    assert kv.apply(5, encode_command("put", key="n", value=b"9", client=c, seq=1))["error"] == "stale_sequence"
+
+
+def test_malformed_commands_are_error_results_not_exceptions():
+    kv = KVStore()
+    c = kv.apply(1, encode_command("register"))["client"]
+    for i, cmd in enumerate([b"\xff\x00", encode_command("nope"), encode_command("put", key="", value=b"",
+                             client=c, seq=1), encode_command("put", key="k", value="str", client=c, seq=2),
+                             encode_command("put", key="k", value=b"v", client=999, seq=1)]):
+        r = kv.apply(10 + i, cmd)
+        assert "error" in r
+    assert kv.apply(20, encode_command("put", key="k", value=b"v", client=999, seq=1))["error"] == "session_expired"
+
+
+def test_sessions_expire_by_log_position():
+    kv = KVStore(session_ttl=10)
+    c = kv.apply(1, encode_command("register"))["client"]
+    other = kv.apply(2, encode_command("register"))["client"]
+    for i in range(3, 14):
+        kv.apply(i, encode_command("put", key="x", value=b"v", client=other, seq=i))
+    assert kv.apply(14, encode_command("put", key="y", value=b"v", client=c, seq=1))["error"] == "session_expired"
+    assert other in kv.sessions
+
+
+commands = st.lists(st.tuples(st.sampled_from(["put", "delete", "cas"]), st.sampled_from(["a", "b", "c"]),
+                              st.binary(max_size=3), st.booleans()), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(commands)
+def test_replicas_agree_and_retries_never_double_apply(ops):
+    a, b, ref = KVStore(), KVStore(), {}
+    log = [encode_command("register")]
+    for seq, (op, key, val, retry) in enumerate(ops, start=1):
+        fields = {"put": {"value": val}, "delete": {}, "cas": {"expected": ref.get(key), "new": val}}[op]
+        cmd = encode_command(op, key=key, client=1, seq=seq, **fields)
+        log.append(cmd)
+        if retry:
+            log.append(cmd)
+        if op == "put" or op == "cas":
+            ref[key] = val
+        else:
+            ref.pop(key, None)
+    results_a = [a.apply(i, c) for i, c in enumerate(log, start=1)]
+    results_b = [b.apply(i, c) for i, c in enumerate(log, start=1)]
+    assert results_a == results_b and a.data == b.data == ref
+    restored = KVStore()
+    restored.restore(a.snapshot())
+    assert restored.data == a.data and restored.sessions == a.sessions
