@@ -44,6 +44,7 @@ def test_correct_core_survives_every_seed(nodes, chunk):
         ("no-prev-log-check", {"log matching", "state machine safety", "leader completeness", "core error"}),
         ("vote-without-up-to-date", {"leader completeness", "state machine safety", "log matching"}),
         ("truncate-on-match", {"acknowledged entries stay"}),
+        ("commit-prior-term", {"leader completeness", "state machine safety"}),
     ],
 )
 @pytest.mark.parametrize("nodes", [3, 5])
