@@ -149,3 +149,60 @@ async def test_linearizable_and_stale_reads(autojump_clock):
             while follower.read_stale({"op": "get", "key": "r"})["value"] != b"1":
                 await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(autojump_clock, seed):
+    async with trio.open_nursery() as nursery:
+        c = SimCluster(nursery, seed=seed)
+        for i in (1, 2, 3):
+            await c.start(i)
+        old = await c.leader()
+        _, reg = await old.propose(encode_command("register"))
+        client = reg["client"]
+        for seq in range(1, 6):
+            await old.propose(encode_command("put", key=f"k{seq}", value=b"acked", client=client, seq=seq))
+        await old.propose(encode_command("put", key="n", value=b"1", client=client, seq=6))
+
+        # A write in flight when the leader dies: it reached a follower's log,
+        # but the client has no answer (or one it never read). The follower
+        # holding it has the longer log, so the next leader commits it, and
+        # the client's retry must get the recorded answer, not a second cas.
+        write = encode_command("cas", key="n", expected=b"1", new=b"2", client=client, seq=7)
+        index = old.raft.log.last_index + 1
+        outcome: list = []
+
+        async def in_flight():
+            try:
+                outcome.append(await old.propose(write))
+            except RequestFailed as exc:
+                outcome.append(exc.code)
+
+        nursery.start_soon(in_flight)
+        followers = [n for i, n in c.nodes.items() if i != old.id]
+        with trio.fail_after(5):
+            while not any(n.raft.log.last_index >= index for n in followers):
+                await trio.sleep(0)  # a checkpoint: virtual time does not move
+        c.crash(old.id)
+        with trio.fail_after(5):
+            while not outcome:
+                await trio.sleep(0.01)
+        assert outcome in (["unavailable"], [(index, {"ok": True, "swapped": True})])
+
+        others = [i for i in (1, 2, 3) if i != old.id]
+        new = await c.leader(among=others)
+        for seq in range(1, 6):
+            assert new.read_stale({"op": "get", "key": f"k{seq}"})["value"] == b"acked"
+        _, result = await new.propose(write)  # the client's retry, same seq
+        assert result == {"ok": True, "swapped": True}
+
+        # The old leader restarts from its disk and converges without applying the cas twice.
+        c.net.heal()
+        await c.start(old.id)
+        with trio.fail_after(20):
+            while not all(n.raft.applied_index == new.raft.applied_index for n in c.nodes.values()):
+                await trio.sleep(0.05)
+        for node in c.nodes.values():
+            assert node.read_stale({"op": "get", "key": "n"})["value"] == b"2"
+            assert node.state_machine.data.get("k5") == b"acked"
+        nursery.cancel_scope.cancel()

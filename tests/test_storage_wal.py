@@ -172,3 +172,41 @@ def test_commit_is_never_trusted_past_the_log(tmp_path):
     st.save(None, [Entry(2, 2, b"x")])  # a conflicting append (only in a bug) shortens the log
     st.close()
     assert open_(tmp_path).hard_state.commit == 2
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", ["rename", "unlink"])
+def test_crash_mid_truncate_never_resurrects_truncated_entries(tmp_path, monkeypatch, crash_at):
+    """A truncation below the current segment rolls to a new segment:
+    written as ``.new``, renamed into place, then the superseded segments
+    are deleted. Die before the rename (the truncation is lost, which is
+    fine: it was never acknowledged) or before the deletes (the old
+    segments linger); either way recovery gives a log without a mix."""
+    st = open_(tmp_path)
+    fill(st, 300)
+    assert len(list_segments(str(tmp_path))) > 2
+    real = getattr(os, crash_at)
+
+    def die(*args, **kw):
+        raise _Crash()
+
+    monkeypatch.setattr(os, crash_at, die)
+    with pytest.raises(_Crash):
+        st.save(None, [Entry(120, 2, b"new")])
+    monkeypatch.setattr(os, crash_at, real)
+    st.close()  # the process is gone; only what reached the files counts
+    st = open_(tmp_path)
+    if crash_at == "rename":
+        assert st.last_index == 300 and [e.term for e in st.entries(1, 301)] == [1] * 300
+    else:
+        assert st.last_index == 120
+        assert st.entries(120, 121)[0] == Entry(120, 2, b"new")
+        assert [e.term for e in st.entries(1, 120)] == [1] * 119
+    # And the node goes on from there, across another restart.
+    fill(st, 330, term=3)
+    st.close()
+    again = open_(tmp_path)
+    assert again.last_index == 330 and again.entries(330, 331)[0].term == 3
