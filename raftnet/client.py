@@ -33,6 +33,7 @@ import trio
 from .node.wire import DEFAULT_MAX_FRAME, FrameReader, ProtocolError, encode_frame, send_hello
 
 RETRY_MIN, RETRY_MAX = 0.02, 0.5
+MAX_WRITES_IN_FLIGHT = 1024  # per Client; well under the state machine's MAX_OUTSTANDING
 
 
 class ClientError(Exception):
@@ -164,6 +165,8 @@ class Client:
         self._leader: str | None = None
         self._client_id: int | None = None
         self._seq = 0
+        self._waiting_on: set[int] = set()  # seqs of this session's writes in flight
+        self._write_slots = trio.Semaphore(MAX_WRITES_IN_FLIGHT)
         self._session_lock = trio.Lock()
         self._rng = random.Random()
         self._nursery: trio.Nursery | None = None
@@ -236,21 +239,35 @@ class Client:
 
     async def _write(self, op: str, **fields: Any) -> dict:
         with self._deadline() as state:
-            await self._ensure_session(state)
-            self._seq += 1
-            req = {"op": op, **fields, "client": self._client_id, "seq": self._seq}
-            try:
-                return await self._call(req, state)
-            except ClientError as exc:
-                if exc.code == "session_expired":
-                    self._client_id = None  # register afresh next time; this write's outcome is unknown
-                raise
+            async with self._write_slots:
+                return await self._write_once(op, fields, state)
+
+    async def _write_once(self, op: str, fields: dict, state: dict) -> dict:
+        await self._ensure_session(state)
+        self._seq += 1
+        client, seq, waiting = self._client_id, self._seq, self._waiting_on
+        waiting.add(seq)
+        # ack: the oldest write of this session still without an answer.
+        # Writes from concurrent tasks may commit in any order; the
+        # state machine keeps every result from ack on, so each retry
+        # finds its own answer.
+        req = {"op": op, **fields, "client": client, "seq": seq, "ack": min(waiting)}
+        try:
+            return await self._call(req, state)
+        except ClientError as exc:
+            if exc.code == "session_expired" and self._client_id == client:
+                self._client_id = None  # register afresh next time; this write's outcome is unknown
+            raise
+        finally:
+            # Answered, refused, or given up on (Timeout): this seq is
+            # never sent again, so the server may forget its result.
+            waiting.discard(seq)
 
     async def _ensure_session(self, state: dict) -> None:
         async with self._session_lock:
             if self._client_id is None:
                 r = await self._call({"op": "register"}, state)
-                self._client_id, self._seq = r["client"], 0
+                self._client_id, self._seq, self._waiting_on = r["client"], 0, set()
 
     def _deadline(self):
         client = self

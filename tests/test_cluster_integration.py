@@ -126,17 +126,29 @@ async def test_client_library_against_real_cluster(cluster3):
 async def test_kill_leader_no_acknowledged_write_lost_then_it_catches_up(cluster3):
     c = cluster3
     acknowledged = {}
-    async with Client(c.addresses, timeout=15.0) as client:
+    async with Client(c.addresses, timeout=20.0) as client:
         for i in range(30):
             await client.put(f"k{i}", f"v{i}".encode())
             acknowledged[f"k{i}"] = f"v{i}".encode()
-        old = c.wait_for_leader()
-        c.kill(old)
-        new = c.wait_for_leader(among=[i for i in c.ids if i != old])
-        assert new != old
-        for i in range(30, 40):
-            await client.put(f"k{i}", f"v{i}".encode())
-            acknowledged[f"k{i}"] = f"v{i}".encode()
+        old = await trio.to_thread.run_sync(c.wait_for_leader)
+
+        # Eight tasks share the client while the leader dies under them:
+        # their retries land at the new leader in any order, and every one
+        # of them must succeed (one session, many writes in flight).
+        async def writer(w: int) -> None:
+            for i in range(25):
+                await client.put(f"w{w}-{i}", b"%d" % i)
+                acknowledged[f"w{w}-{i}"] = b"%d" % i
+
+        async with trio.open_nursery() as nursery:
+            for w in range(8):
+                nursery.start_soon(writer, w)
+            with trio.fail_after(20):
+                while len(acknowledged) < 60:
+                    await trio.sleep(0.01)
+            c.kill(old)
+        new = await trio.to_thread.run_sync(lambda: c.wait_for_leader(among=[i for i in c.ids if i != old]))
+        assert new != old and len(acknowledged) == 30 + 8 * 25
         for k, v in acknowledged.items():
             assert await client.get(k) == v, k
 
@@ -147,10 +159,13 @@ async def test_kill_leader_no_acknowledged_write_lost_then_it_catches_up(cluster
             n = st.get(old, {})
             return n.get("reachable") and n.get("applied", 0) >= target
 
-        c.wait_for(caught_up, f"node {old} to apply up to {target}")
-        for k, v in acknowledged.items():
+        await trio.to_thread.run_sync(c.wait_for, caught_up, f"node {old} to apply up to {target}")
+        async with Client(c.addresses, timeout=10.0, target=old) as pinned:
+            for k, v in acknowledged.items():
+                assert await pinned.get(k, stale=True) == v, k
+        for k in ("k0", "k29", "w0-24", "w7-24"):  # and through the CLI
             r = raftnet("get", k, "--stale", "--config", str(c.config), "--target", str(old))
-            assert (r.returncode, r.stdout) == (0, v.decode() + "\n"), (k, r.stderr)
+            assert (r.returncode, r.stdout) == (0, acknowledged[k].decode() + "\n"), (k, r.stderr)
 
 
 def test_five_nodes_tolerate_two_failures_not_three(tmp_path):

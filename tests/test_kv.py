@@ -77,3 +77,68 @@ def test_replicas_agree_and_retries_never_double_apply(ops):
     restored = KVStore()
     restored.restore(a.snapshot())
     assert restored.data == a.data and restored.sessions == a.sessions
+
+
+def _cmd(c: int, seq: int, ack: int, key: str = "k", value: bytes = b"v") -> bytes:
+    return encode_command("put", key=key, value=value, client=c, seq=seq, ack=ack)
+
+
+def test_concurrent_writes_of_one_client_may_commit_in_any_order():
+    """Two tasks share a client: seq 2 commits before seq 1. Both apply, and
+    a retry of either gets its own answer."""
+    kv = KVStore()
+    c = kv.apply(1, encode_command("register"))["client"]
+    cas2 = encode_command("cas", key="n", expected=None, new=b"two", client=c, seq=2, ack=1)
+    put1 = _cmd(c, 1, 1, key="m", value=b"one")
+    assert kv.apply(2, cas2) == {"ok": True, "swapped": True}
+    assert kv.apply(3, put1) == {"ok": True}
+    assert kv.data == {"n": b"two", "m": b"one"}
+    assert kv.apply(4, cas2) == {"ok": True, "swapped": True}  # retries: recorded answers
+    assert kv.apply(5, put1) == {"ok": True}
+
+
+def test_ack_lets_the_store_forget_and_refuse_delayed_duplicates():
+    kv = KVStore()
+    c = kv.apply(1, encode_command("register"))["client"]
+    for seq in (1, 2, 3):
+        kv.apply(1 + seq, _cmd(c, seq, 1))
+    assert sorted(kv.sessions[c].results) == [1, 2, 3]
+    kv.apply(5, _cmd(c, 4, 3))  # the client has its answers for 1 and 2
+    assert sorted(kv.sessions[c].results) == [3, 4]
+    assert kv.apply(6, _cmd(c, 2, 1))["error"] == "stale_sequence"
+    assert kv.apply(7, _cmd(c, 3, 3)) == {"ok": True}  # still remembered
+    assert kv.apply(8, _cmd(c, 5, 6))["error"] == "bad_request"  # ack above seq
+
+
+def test_a_client_with_too_many_unacknowledged_writes_is_refused_without_applying():
+    kv = KVStore(max_outstanding=2)
+    c = kv.apply(1, encode_command("register"))["client"]
+    kv.apply(2, _cmd(c, 1, 1))
+    kv.apply(3, _cmd(c, 2, 1))
+    assert kv.apply(4, _cmd(c, 3, 1, key="x"))["error"] == "too_many_outstanding"
+    assert "x" not in kv.data
+    assert kv.apply(5, _cmd(c, 3, 2, key="x")) == {"ok": True}  # seq 1 answered: room again
+    assert kv.data["x"] == b"v"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.permutations(list(range(1, 13))), st.lists(st.integers(1, 12), max_size=12))
+def test_any_commit_order_with_retries_applies_each_write_once(order, retries):
+    """Twelve writes in flight at once (ack 1), committed in any order, some
+    also retried later: every write takes effect once, every retry gets the
+    first answer, and a snapshot taken at the end restores the same state."""
+    kv = KVStore()
+    c = kv.apply(1, encode_command("register"))["client"]
+    writes = {s: encode_command("cas", key=f"k{s}", expected=None, new=b"x", client=c, seq=s, ack=1)
+              for s in range(1, 13)}
+    index = 1
+    first: dict[int, dict] = {}
+    for s in order + retries:
+        index += 1
+        r = kv.apply(index, writes[s])
+        first.setdefault(s, r)
+        assert r == first[s] == {"ok": True, "swapped": True}
+    assert kv.data == {f"k{s}": b"x" for s in range(1, 13)}
+    restored = KVStore()
+    restored.restore(kv.snapshot())
+    assert restored.data == kv.data and restored.sessions == kv.sessions

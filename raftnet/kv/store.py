@@ -2,21 +2,29 @@
 
 Commands are CBOR maps, encoded once by the node when a request arrives:
 
-    {"op": "register"}                                   -> {"client": <id>}
-    {"op": "put", "key", "value", "client", "seq"}       -> {"ok": true}
-    {"op": "delete", "key", "client", "seq"}             -> {"ok": true, "existed": bool}
-    {"op": "cas", "key", "expected", "new", "client", "seq"}  -> {"ok": true, "swapped": bool}
+    {"op": "register"}                                          -> {"client": <id>}
+    {"op": "put", "key", "value", "client", "seq", "ack"}       -> {"ok": true}
+    {"op": "delete", "key", "client", "seq", "ack"}             -> {"ok": true, "existed": bool}
+    {"op": "cas", "key", "expected", "new", "client", "seq", "ack"}  -> {"ok": true, "swapped": bool}
                                        ("expected": null means "the key must be absent")
 
 Errors are results too: {"error": "bad_request" | "session_expired" |
-"stale_sequence", "message": ...}.
+"stale_sequence" | "too_many_outstanding", "message": ...}.
 
 Sessions (Raft thesis §6.3): a client first registers; its id is the log
 index of the register entry, the same on every replica. Every write then
-carries (client, seq); the store remembers each client's last seq and its
-result, and answers a retry of that seq from memory instead of applying it
-again. A seq below the last one is refused (that request's answer is long
-gone). A session unused for ``session_ttl`` log indexes is dropped when a
+carries (client, seq, ack): ``seq`` numbers the write, and ``ack`` is the
+lowest seq the client is still waiting on (its own seq if nothing older is
+in flight). One client may have many writes in flight from many tasks, and
+they may commit in any order, so the store keeps a result per seq: a retry
+of a seq it has applied gets that result back instead of a second
+application. ``ack`` lets it forget: results below the highest ack seen are
+dropped, and a write below that floor is refused as ``stale_sequence`` (the
+client already has its answer, so only a delayed duplicate can carry it).
+A client may hold at most ``max_outstanding`` results; a write beyond that
+is refused without being applied, so a retry of it later is still safe.
+``ack`` defaults to ``seq``: a client with one write at a time need not
+send it. A session unused for ``session_ttl`` log indexes is dropped when a
 later command is applied — by log position, never by wall clock, so every
 replica drops it at the same point. A request from an unknown or expired
 client gets "session_expired": the client must register again, and the
@@ -32,6 +40,7 @@ from typing import Any
 import cbor2
 
 DEFAULT_SESSION_TTL = 100_000  # log indexes
+MAX_OUTSTANDING = 4096  # results one client may hold (writes in flight)
 MAX_KEY_BYTES = 4096
 
 
@@ -43,13 +52,35 @@ def _error(code: str, message: str) -> dict:
     return {"error": code, "message": message}
 
 
+class Session:
+    """One client's memory: results by seq, at or above ``floor``."""
+
+    __slots__ = ("floor", "results", "used")
+
+    def __init__(self, used: int, floor: int = 1, results: dict[int, Any] | None = None):
+        self.floor = floor
+        self.results: dict[int, Any] = results if results is not None else {}
+        self.used = used  # log index of the last command that named this client
+
+    def forget_below(self, ack: int) -> None:
+        if ack > self.floor:
+            self.floor = ack
+            for seq in [s for s in self.results if s < ack]:
+                del self.results[seq]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Session) and (self.floor, self.results, self.used) == (
+            other.floor, other.results, other.used)
+
+
 class KVStore:
-    def __init__(self, session_ttl: int = DEFAULT_SESSION_TTL, max_key_bytes: int = MAX_KEY_BYTES):
+    def __init__(self, session_ttl: int = DEFAULT_SESSION_TTL, max_key_bytes: int = MAX_KEY_BYTES,
+                 max_outstanding: int = MAX_OUTSTANDING):
         self.data: dict[str, bytes] = {}
-        # client id -> [last seq, last result, last used index]; oldest use first
-        self.sessions: OrderedDict[int, list] = OrderedDict()
+        self.sessions: OrderedDict[int, Session] = OrderedDict()  # least recently used first
         self.session_ttl = session_ttl
         self.max_key_bytes = max_key_bytes
+        self.max_outstanding = max_outstanding
         self.applied_index = 0
 
     # -- the StateMachine interface ------------------------------------------------
@@ -65,29 +96,33 @@ class KVStore:
             return _error("bad_request", "command must be a map with an op")
         op = cmd["op"]
         if op == "register":
-            self.sessions[index] = [0, None, index]
+            self.sessions[index] = Session(used=index)
             return {"client": index}
         handler = _WRITES.get(op)
         if handler is None:
             return _error("bad_request", f"unknown op {op!r}")
-        client, seq = cmd.get("client"), cmd.get("seq")
-        if not isinstance(client, int) or not isinstance(seq, int) or seq < 1:
-            return _error("bad_request", "writes need an integer client id and seq >= 1")
+        client, seq, ack = cmd.get("client"), cmd.get("seq"), cmd.get("ack", cmd.get("seq"))
+        if not all(isinstance(v, int) for v in (client, seq, ack)) or not 1 <= ack <= seq:
+            return _error("bad_request", "writes need an integer client id and 1 <= ack <= seq")
         session = self.sessions.get(client)
         if session is None:
             return _error("session_expired", f"client {client} has no session (expired or never registered)")
-        session[2] = index
+        session.used = index
         self.sessions.move_to_end(client)
-        if seq == session[0]:
-            return session[1]  # a retry: the cached answer, not a second application
-        if seq < session[0]:
-            return _error("stale_sequence", f"seq {seq} is older than the last one applied ({session[0]})")
+        if seq in session.results:
+            return session.results[seq]  # a retry: the recorded answer, not a second application
+        if seq < session.floor:
+            return _error("stale_sequence", f"seq {seq} was answered already (the client acknowledged up to "
+                                            f"{session.floor - 1})")
+        session.forget_below(ack)
+        if len(session.results) >= self.max_outstanding:
+            return _error("too_many_outstanding", f"client {client} has {len(session.results)} unacknowledged writes")
         key = cmd.get("key")
         if not isinstance(key, str) or not key or len(key.encode()) > self.max_key_bytes:
             result = _error("bad_request", f"key must be a non-empty string of at most {self.max_key_bytes} bytes")
         else:
             result = handler(self, key, cmd)
-        session[0], session[1] = seq, result
+        session.results[seq] = result
         return result
 
     def read(self, query: Any) -> Any:
@@ -99,7 +134,7 @@ class KVStore:
         return cbor2.dumps(
             {
                 "data": sorted(self.data.items()),
-                "sessions": [[c, s[0], s[1], s[2]] for c, s in self.sessions.items()],
+                "sessions": [[c, s.floor, sorted(s.results.items()), s.used] for c, s in self.sessions.items()],
                 "applied": self.applied_index,
             }
         )
@@ -107,7 +142,9 @@ class KVStore:
     def restore(self, data: bytes) -> None:
         snap = cbor2.loads(data)
         self.data = {k: v for k, v in snap["data"]}
-        self.sessions = OrderedDict((c, [seq, res, used]) for c, seq, res, used in snap["sessions"])
+        self.sessions = OrderedDict(
+            (c, Session(used, floor, {seq: res for seq, res in results})) for c, floor, results, used in snap["sessions"]
+        )
         self.applied_index = snap["applied"]
 
     # -- internals -------------------------------------------------------------------
@@ -116,7 +153,7 @@ class KVStore:
         horizon = index - self.session_ttl
         while self.sessions:
             client, session = next(iter(self.sessions.items()))
-            if session[2] >= horizon:
+            if session.used >= horizon:
                 break
             del self.sessions[client]
 

@@ -1,9 +1,10 @@
 """One client request, served: the request protocol of ``docs/protocol.md``.
 
     {"t": "req", "rid": n, "op": "register"}
-    {"t": "req", "rid": n, "op": "put", "key": str, "value": bytes, "client": id, "seq": n}
-    {"t": "req", "rid": n, "op": "delete", "key": str, "client": id, "seq": n}
-    {"t": "req", "rid": n, "op": "cas", "key": str, "expected": bytes | None, "new": bytes, "client": id, "seq": n}
+    {"t": "req", "rid": n, "op": "put", "key": str, "value": bytes, "client": id, "seq": n, "ack": n}
+    {"t": "req", "rid": n, "op": "delete", "key": str, "client": id, "seq": n, "ack": n}
+    {"t": "req", "rid": n, "op": "cas", "key": str, "expected": bytes | None, "new": bytes, "client": id,
+     "seq": n, "ack": n}
     {"t": "req", "rid": n, "op": "get", "key": str, "stale": bool}
     {"t": "req", "rid": n, "op": "status"}
 
@@ -11,7 +12,8 @@ Replies carry the same ``rid``: ``{"t": "rep", "rid": n, "ok": true, ...}``
 or ``{"t": "rep", "rid": n, "error": code, "message": str, "leader": id | None,
 "leader_address": "host:port" | None}`` with code one of not_leader,
 leader_transfer, backpressure, session_expired, stale_sequence,
-bad_request, unavailable.
+too_many_outstanding, bad_request, unavailable. ``ack`` is optional (the
+lowest seq the client still waits on; it defaults to ``seq``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ async def handle_request(node: Any, req: dict) -> dict:
         missing = [f for f in fields if f not in req]
         if missing:
             return _error(rid, "bad_request", f"{op} needs {', '.join(missing)}")
-        command = encode_command(op, **{f: req[f] for f in fields})
+        args = {f: req[f] for f in fields}
+        if "ack" in req and op != "register":
+            args["ack"] = req["ack"]
+        command = encode_command(op, **args)
         if len(command) > node.max_entry_bytes:
             return _error(rid, "bad_request", f"command of {len(command)} bytes exceeds {node.max_entry_bytes}")
         index, result = await node.propose(command)
