@@ -54,6 +54,14 @@ class SimCluster:
 
         await self.nursery.start(run)
 
+    async def start_all_and_register(self) -> tuple[Node, dict]:
+        """Start every node, wait for a leader, open a client session there."""
+        for i in (1, 2, 3):
+            await self.start(i)
+        leader = await self.leader()
+        _, reg = await leader.propose(encode_command("register"))
+        return leader, reg
+
     def crash(self, i: int) -> None:
         self._stops[i].cancel()
         self.net.isolate(f"n{i}:1")
@@ -72,10 +80,7 @@ class SimCluster:
 async def test_election_replication_and_restart(autojump_clock):
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery)
-        for i in (1, 2, 3):
-            await c.start(i)
-        leader = await c.leader()
-        _, reg = await leader.propose(encode_command("register"))
+        leader, reg = await c.start_all_and_register()
         client = reg["client"]
         for seq in range(1, 11):
             await leader.propose(encode_command("put", key=f"k{seq}", value=b"v", client=client, seq=seq))
@@ -98,10 +103,7 @@ async def test_election_replication_and_restart(autojump_clock):
 async def test_partitioned_leader_is_replaced_and_retry_applies_once(autojump_clock):
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, seed=7)
-        for i in (1, 2, 3):
-            await c.start(i)
-        old = await c.leader()
-        _, reg = await old.propose(encode_command("register"))
+        old, reg = await c.start_all_and_register()
         client = reg["client"]
         await old.propose(encode_command("put", key="a", value=b"1", client=client, seq=1))
 
@@ -135,10 +137,7 @@ async def test_partitioned_leader_is_replaced_and_retry_applies_once(autojump_cl
 async def test_linearizable_and_stale_reads(autojump_clock):
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, seed=3)
-        for i in (1, 2, 3):
-            await c.start(i)
-        leader = await c.leader()
-        _, reg = await leader.propose(encode_command("register"))
+        leader, reg = await c.start_all_and_register()
         await leader.propose(encode_command("put", key="r", value=b"1", client=reg["client"], seq=1))
         assert await leader.read({"op": "get", "key": "r"}) == {"ok": True, "value": b"1"}
         follower = next(n for i, n in c.nodes.items() if i != leader.id)
@@ -155,10 +154,7 @@ async def test_linearizable_and_stale_reads(autojump_clock):
 async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(autojump_clock, seed):
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, seed=seed)
-        for i in (1, 2, 3):
-            await c.start(i)
-        old = await c.leader()
-        _, reg = await old.propose(encode_command("register"))
+        old, reg = await c.start_all_and_register()
         client = reg["client"]
         for seq in range(1, 6):
             await old.propose(encode_command("put", key=f"k{seq}", value=b"acked", client=client, seq=seq))
