@@ -368,7 +368,6 @@ class Client:
                     except _Broken as exc:
                         state["last"] = str(exc)
                         continue
-                    state["reached"] = True
                     if c.node_id == self.target:
                         return a
             if all(c.node_id is not None for c in self._conns.values()):

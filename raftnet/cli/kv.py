@@ -98,7 +98,7 @@ def cluster_options(fn):
     return wrapper
 
 
-def _run(target: Target, op):
+def _run(target: Target, op, write: bool = False):
     """Run ``op(client)`` and map client errors to exit codes."""
 
     async def main():
@@ -111,10 +111,11 @@ def _run(target: Target, op):
         click.echo(json.dumps({"error": "not_leader", "leader": exc.leader}, separators=(",", ":")))
         raise SystemExit(exitcodes.NOT_LEADER) from None
     except Timeout as exc:
-        click.echo(f"error: timed out after {target.timeout:g}s ({exc}); the outcome of a write is unknown", err=True)
+        unknown = "; the write may or may not have been applied" if write else ""
+        click.echo(f"error: {exc}{unknown}", err=True)
         raise SystemExit(exitcodes.UNAVAILABLE) from None
     except Unavailable as exc:
-        click.echo(f"error: cluster unavailable: {exc}", err=True)
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(exitcodes.UNAVAILABLE) from None
 
 
@@ -130,7 +131,7 @@ def _show(value: bytes) -> None:
 @cluster_options
 def put(target: Target, key: str, value: str) -> None:
     """Set KEY to VALUE (UTF-8). Prints `OK leader=<id> index=<n>`."""
-    r = _run(target, lambda c: c.put(key, value.encode()))
+    r = _run(target, lambda c: c.put(key, value.encode()), write=True)
     click.echo(f"OK leader={r.leader} index={r.index}")
 
 
@@ -153,7 +154,7 @@ def get(target: Target, key: str, stale: bool) -> None:
 @cluster_options
 def delete(target: Target, key: str) -> None:
     """Delete KEY. Prints `OK`, or exits 1 if KEY did not exist."""
-    existed = _run(target, lambda c: c.delete(key))
+    existed = _run(target, lambda c: c.delete(key), write=True)
     if not existed:
         click.echo(f"not found: {key}", err=True)
         raise SystemExit(exitcodes.FAILURE)
@@ -177,7 +178,7 @@ def cas(target: Target, key: str, values: tuple[str, ...], absent: bool) -> None
         if len(values) != 2:
             raise click.UsageError("give KEY OLD NEW (or --absent KEY NEW)")
         expected, new = values[0].encode(), values[1]
-    ok = _run(target, lambda c: c.cas(key, expected, new.encode()))
+    ok = _run(target, lambda c: c.cas(key, expected, new.encode()), write=True)
     if not ok:
         click.echo(f"FAILED: {key} does not hold the expected value", err=True)
         raise SystemExit(exitcodes.FAILURE)
