@@ -1,0 +1,168 @@
+"""The client library against fake nodes on loopback: redirects, retries
+with the same seq, the ack it sends, timeouts, pinned nodes, unreachable
+nodes. The fakes speak the real handshake and framing; what they answer is
+scripted per test."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import pytest
+import trio
+
+from raftnet.client import Client, NotLeader, Timeout, Unavailable
+from raftnet.node.wire import DEFAULT_MAX_FRAME, FrameReader, accept_hello, encode_frame
+
+Behaviour = Callable[["FakeNode", dict], Awaitable[dict | None]]
+
+
+class FakeNode:
+    """Accepts client connections and answers each request with
+    ``behaviour(node, request)``: a reply body, or None for no reply ever."""
+
+    def __init__(self, node_id: int, behaviour: Behaviour):
+        self.id = node_id
+        self.behaviour = behaviour
+        self.requests: list[dict] = []
+        self.address = ""
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        listeners = await nursery.start(partial(trio.serve_tcp, self._connection, 0, host="127.0.0.1"))
+        self.address = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        reader = FrameReader(stream, DEFAULT_MAX_FRAME)
+        await accept_hello(stream, reader, cluster="fake", secret=None, node_id=self.id, peer_ids=set())
+        send_lock = trio.Lock()
+        async with trio.open_nursery() as nursery:
+            while (req := await reader.read()) is not None:
+                self.requests.append(req)
+                nursery.start_soon(self._answer, stream, send_lock, req)
+            nursery.cancel_scope.cancel()
+
+    async def _answer(self, stream, send_lock: trio.Lock, req: dict) -> None:
+        body = await self.behaviour(self, req)
+        if body is None:
+            await trio.sleep_forever()
+        async with send_lock:
+            await stream.send_all(encode_frame({"t": "rep", "rid": req["rid"], **body}))
+
+    def writes(self) -> list[dict]:
+        return [r for r in self.requests if r["op"] in ("put", "delete", "cas")]
+
+
+async def leader(node: FakeNode, req: dict) -> dict:
+    if req["op"] == "register":
+        return {"ok": True, "client": 7, "index": 1, "leader": node.id}
+    return {"ok": True, "index": len(node.requests), "leader": node.id}
+
+
+def follower_of(lead: FakeNode) -> Behaviour:
+    async def behave(node: FakeNode, req: dict) -> dict:
+        return {"error": "not_leader", "message": "", "leader": lead.id, "leader_address": lead.address}
+
+    return behave
+
+
+async def silent(node: FakeNode, req: dict) -> None:
+    return None
+
+
+async def start(nursery: trio.Nursery, *nodes: FakeNode) -> list[str]:
+    for n in nodes:
+        await n.serve(nursery)
+    return [n.address for n in nodes]
+
+
+async def test_follows_the_redirect_and_retries_with_the_same_seq():
+    answered_once = False
+
+    async def flaky_leader(node: FakeNode, req: dict) -> dict:
+        nonlocal answered_once
+        if req["op"] == "put" and not answered_once:
+            answered_once = True  # the first attempt hits a leader change
+            return {"error": "unavailable", "message": "leader changed", "leader": None, "leader_address": None}
+        return await leader(node, req)
+
+    async with trio.open_nursery() as nursery:
+        b = FakeNode(2, flaky_leader)
+        await start(nursery, b)
+        a = FakeNode(1, follower_of(b))
+        await start(nursery, a)
+        async with Client([a.address, b.address], timeout=10) as c:
+            r = await c.put("k", b"v")
+            again = await c.put("k", b"w")
+        assert r.leader == again.leader == 2
+        puts = b.writes()
+        assert [(p["client"], p["seq"]) for p in puts] == [(7, 1), (7, 1), (7, 2)]
+        # Whichever node it tried first, the second write went straight to the leader.
+        assert [p["seq"] for p in a.writes()] in ([], [1])
+        nursery.cancel_scope.cancel()
+
+
+async def test_not_leader_is_raised_only_when_pinned():
+    async with trio.open_nursery() as nursery:
+        b = FakeNode(2, leader)
+        await start(nursery, b)
+        a = FakeNode(1, follower_of(b))
+        await start(nursery, a)
+        async with Client([a.address, b.address], timeout=10, target=1) as pinned:
+            with pytest.raises(NotLeader) as info:
+                await pinned.put("k", b"v")
+            assert info.value.leader == 2
+        async with Client([a.address, b.address], timeout=10) as free:
+            assert (await free.put("k", b"v")).leader == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_writes_carry_the_oldest_unanswered_seq_as_ack():
+    release = trio.Event()
+
+    async def held(node: FakeNode, req: dict) -> dict:
+        if req["op"] == "put" and req["seq"] <= 3:
+            if len(node.writes()) == 3:
+                release.set()
+            await release.wait()  # answer the first three only once all three are in flight
+        return await leader(node, req)
+
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, held)
+        await start(nursery, node)
+        async with Client([node.address], timeout=10) as c:
+            async with trio.open_nursery() as writers:
+                for k in range(3):
+                    writers.start_soon(c.put, f"k{k}", b"v")
+            await c.put("last", b"v")
+        acks = {w["seq"]: w["ack"] for w in node.writes()}
+        assert acks == {1: 1, 2: 1, 3: 1, 4: 4}
+        nursery.cancel_scope.cancel()
+
+
+async def test_timeout_bounds_the_whole_call_and_means_outcome_unknown():
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, lambda n, r: leader(n, r) if r["op"] == "register" else silent(n, r))
+        await start(nursery, node)
+        async with Client([node.address], timeout=0.5) as c:
+            with trio.fail_after(30):  # a deadline for the test, not a measurement
+                with pytest.raises(Timeout):
+                    await c.put("k", b"v")
+        nursery.cancel_scope.cancel()
+
+
+async def test_nothing_listening_is_unavailable_and_status_names_the_error():
+    async with trio.open_nursery() as nursery:
+        live = FakeNode(1, silent)
+        await start(nursery, live)
+        with trio.socket.socket() as s:  # a port that was free a moment ago
+            await s.bind(("127.0.0.1", 0))
+            dead = f"127.0.0.1:{s.getsockname()[1]}"
+        async with Client([dead], timeout=0.5) as c:
+            with trio.fail_after(30):
+                with pytest.raises(Unavailable):
+                    await c.get("k")
+        async with Client([dead, live.address], timeout=0.5) as c:
+            st = await c.status()
+        assert st[dead]["error"] and st[dead]["address"] == dead
+        assert st[1] == {"error": "timed out", "address": live.address}
+        nursery.cancel_scope.cancel()
