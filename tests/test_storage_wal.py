@@ -210,3 +210,14 @@ def test_crash_mid_truncate_never_resurrects_truncated_entries(tmp_path, monkeyp
     st.close()
     again = open_(tmp_path)
     assert again.last_index == 330 and again.entries(330, 331)[0].term == 3
+
+
+def test_a_slow_fsync_and_the_never_policy_are_logged(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="raftnet.storage")
+    st = open_(tmp_path / "slow", fsync_warn_seconds=0.0)  # every fsync is "slow"
+    fill(st, 2)
+    assert any("slow fsync" in r.getMessage() and str(tmp_path / "slow") in r.getMessage() for r in caplog.records)
+    st.close()
+    caplog.clear()
+    open_(tmp_path / "never", fsync="never").close()
+    assert any("NOT durable" in r.getMessage() for r in caplog.records)
