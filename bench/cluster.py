@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,28 +31,8 @@ import trio
 from raftnet.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def write_config(directory: Path, ports: list[int], fsync: str) -> Path:
-    lines = ['[cluster]', 'name = "bench"', '']
-    for i, port in enumerate(ports, start=1):
-        lines += ['[[nodes]]', f'id = {i}', f'address = "127.0.0.1:{port}"', '']
-    lines += ['[storage]', 'data_dir = "node-{id}"', f'fsync = "{fsync}"', '']
-    path = directory / "cluster.toml"
-    path.write_text("\n".join(lines))
-    return path
+sys.path.insert(0, str(ROOT / "tests"))
+from cluster_harness import Cluster  # noqa: E402 - the integration tests' process harness
 
 
 async def wait_for_leader(client: Client, deadline: float) -> None:
@@ -109,18 +87,10 @@ def main() -> None:
 
     directory = args.keep or Path(tempfile.mkdtemp(prefix="raftnet-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(args.nodes)
-    config = write_config(directory, ports, args.fsync)
-    procs = []
+    cluster = Cluster(directory, args.nodes, fsync=args.fsync, timing={}, log_level="warning", name="bench")
     try:
-        for i in range(1, args.nodes + 1):
-            log = open(directory / f"node-{i}.log", "ab")  # noqa: SIM115
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "raftnet", "serve", "--config", str(config), "--id", str(i),
-                 "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
-            log.close()
-        addresses = [f"127.0.0.1:{port}" for port in ports]
+        cluster.start_all()
+        addresses = cluster.addresses
         results = []
         for run in range(args.runs):
             p50, p99, rate = trio.run(one_run, addresses, args)
@@ -131,14 +101,7 @@ def main() -> None:
         print(f"nodes={args.nodes} fsync={args.fsync} size={args.size} clients={args.clients} runs={args.runs}")
         print(f"sequential_p50_ms={med[0]:.2f} sequential_p99_ms={med[1]:.2f} concurrent_puts_per_s={med[2]:.0f}")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        cluster.stop_all()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Real `raftnet serve` processes on loopback, for integration tests.
+"""Real `raftnet serve` processes on loopback, for the integration tests and
+`bench/cluster.py`.
 
 Every wait polls a condition with a deadline; every process started here is
 stopped here, by its pid.
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from raftnet.config import parse_config, render_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,23 +47,26 @@ def raftnet(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
     )
 
 
+TEST_TIMING = {"heartbeat_ms": 50, "election_timeout_ms": [300, 600]}  # quick failover for tests
+
+
 class Cluster:
-    def __init__(self, directory: Path, nodes: int = 3, secret: str | None = None, fsync: str = "batch"):
+    def __init__(self, directory: Path, nodes: int = 3, secret: str | None = None, fsync: str = "batch",
+                 timing: dict | None = None, log_level: str = "debug", name: str = "itest"):
         self.dir = directory
         self.ids = list(range(1, nodes + 1))
         self.ports = dict(zip(self.ids, free_ports(nodes)))
         self.procs: dict[int, subprocess.Popen] = {}
         self.secret = secret
-        lines = ["[cluster]", 'name = "itest"']
-        if secret:
-            lines.append(f'secret = "{secret}"')
-        lines.append("")
-        for i in self.ids:
-            lines += ["[[nodes]]", f"id = {i}", f'address = "127.0.0.1:{self.ports[i]}"', ""]
-        lines += ["[storage]", 'data_dir = "node-{id}"', f'fsync = "{fsync}"', ""]
-        lines += ["[timing]", "heartbeat_ms = 50", "election_timeout_ms = [300, 600]", ""]
+        self.log_level = log_level
+        raw = {
+            "cluster": {"name": name, **({"secret": secret} if secret else {})},
+            "nodes": [{"id": i, "address": f"127.0.0.1:{self.ports[i]}"} for i in self.ids],
+            "storage": {"data_dir": "node-{id}", "fsync": fsync},
+            "timing": TEST_TIMING if timing is None else timing,
+        }
         self.config = directory / "cluster.toml"
-        self.config.write_text("\n".join(lines))
+        self.config.write_text(render_config(parse_config(raw, source=str(self.config))))
 
     @property
     def addresses(self) -> list[str]:
@@ -75,7 +81,7 @@ class Cluster:
         log = open(self.dir / f"node-{node_id}.log", "ab")  # noqa: SIM115
         self.procs[node_id] = subprocess.Popen(
             [sys.executable, "-m", "raftnet", "serve", "--config", str(self.config), "--id", str(node_id),
-             "--log-level", "debug"],
+             "--log-level", self.log_level],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
