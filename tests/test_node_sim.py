@@ -24,6 +24,13 @@ CONFIG = parse_config({
 })
 
 
+async def eventually(predicate, deadline: float) -> None:
+    """Wait (in virtual time) until ``predicate()`` holds; fail after ``deadline`` seconds."""
+    with trio.fail_after(deadline):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
 @pytest.fixture
 def autojump_clock():
     return trio.testing.MockClock(autojump_threshold=0)
@@ -84,19 +91,14 @@ async def test_election_replication_and_restart(autojump_clock):
         client = reg["client"]
         for seq in range(1, 11):
             await leader.propose(encode_command("put", key=f"k{seq}", value=b"v", client=client, seq=seq))
-        with trio.fail_after(10):
-            while not all(n.state_machine.data.get("k10") == b"v" for n in c.nodes.values()):
-                await trio.sleep(0.05)
+        await eventually(lambda: all(n.state_machine.data.get("k10") == b"v" for n in c.nodes.values()), 10)
         # Crash a follower, write more, bring it back from its disk: it catches up.
         follower = next(i for i in c.nodes if i != leader.id)
         c.crash(follower)
-        await trio.sleep(0.1)
         await leader.propose(encode_command("put", key="late", value=b"x", client=client, seq=11))
         c.net.heal()
         await c.start(follower)
-        with trio.fail_after(10):
-            while c.nodes[follower].state_machine.data.get("late") != b"x":
-                await trio.sleep(0.05)
+        await eventually(lambda: c.nodes[follower].state_machine.data.get("late") == b"x", 10)
         nursery.cancel_scope.cancel()
 
 
@@ -122,10 +124,11 @@ async def test_partitioned_leader_is_replaced_and_retry_applies_once(autojump_cl
         _, again = await new.propose(write)  # a duplicate retry: the cached answer
         assert again == {"ok": True, "swapped": True}
         c.net.heal()
-        with trio.fail_after(20):
-            while not all(n.state_machine.data.get("a") == b"2" and n.raft.applied_index == new.raft.applied_index
-                          for n in c.nodes.values()):
-                await trio.sleep(0.05)
+        def caught_up() -> bool:
+            return all(n.state_machine.data.get("a") == b"2" and n.raft.applied_index == new.raft.applied_index
+                       for n in c.nodes.values())
+
+        await eventually(caught_up, 20)
         # The old leader rejoined as a follower; its uncommitted copy was replaced, not applied twice.
         assert old.raft.role.value == "follower"
         with pytest.raises(RequestFailed) as info:
@@ -144,9 +147,7 @@ async def test_linearizable_and_stale_reads(autojump_clock):
         with pytest.raises(RequestFailed) as info:
             await follower.read({"op": "get", "key": "r"})
         assert info.value.code == "not_leader"
-        with trio.fail_after(5):
-            while follower.read_stale({"op": "get", "key": "r"})["value"] != b"1":
-                await trio.sleep(0.05)
+        await eventually(lambda: follower.read_stale({"op": "get", "key": "r"})["value"] == b"1", 5)
         nursery.cancel_scope.cancel()
 
 
@@ -180,9 +181,7 @@ async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(a
             while not any(n.raft.log.last_index >= index for n in followers):
                 await trio.sleep(0)  # a checkpoint: virtual time does not move
         c.crash(old.id)
-        with trio.fail_after(5):
-            while not outcome:
-                await trio.sleep(0.01)
+        await eventually(lambda: outcome, 5)
         assert outcome in (["unavailable"], [(index, {"ok": True, "swapped": True})])
 
         others = [i for i in (1, 2, 3) if i != old.id]
@@ -195,9 +194,7 @@ async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(a
         # The old leader restarts from its disk and converges without applying the cas twice.
         c.net.heal()
         await c.start(old.id)
-        with trio.fail_after(20):
-            while not all(n.raft.applied_index == new.raft.applied_index for n in c.nodes.values()):
-                await trio.sleep(0.05)
+        await eventually(lambda: all(n.raft.applied_index == new.raft.applied_index for n in c.nodes.values()), 20)
         for node in c.nodes.values():
             assert node.read_stale({"op": "get", "key": "n"})["value"] == b"2"
             assert node.state_machine.data.get("k5") == b"acked"
