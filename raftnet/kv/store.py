@@ -143,7 +143,7 @@ class KVStore:
         snap = cbor2.loads(data)
         self.data = {k: v for k, v in snap["data"]}
         self.sessions = OrderedDict(
-            (c, Session(used, floor, {seq: res for seq, res in results})) for c, floor, results, used in snap["sessions"]
+            (c, Session(used, floor, dict(results))) for c, floor, results, used in snap["sessions"]
         )
         self.applied_index = snap["applied"]
 
