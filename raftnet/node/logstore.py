@@ -16,6 +16,7 @@ import trio
 
 from ..core.messages import Entry
 from ..core.ready import HardState
+from ..sim.disk import SimDisk
 
 
 class LogStore(Protocol):
@@ -58,32 +59,26 @@ class DiskLogStore:
 
 
 class MemoryLogStore:
-    """Keeps what was saved in memory. ``crash()`` models a power cut: what was
-    saved survives (a test keeps the object and hands it to the restarted node),
-    which is exactly what a real fsync guarantees."""
+    """The simulator's ``SimDisk`` behind the async interface: what was saved
+    survives a node's "crash" (a test keeps the object and hands it to the
+    restarted node), which is exactly what a real fsync guarantees."""
 
-    def __init__(self) -> None:
-        self.hard_state = HardState()
-        self._entries: list[Entry] = []
-        self.saves = 0
+    def __init__(self, disk: SimDisk | None = None) -> None:
+        self.disk = disk if disk is not None else SimDisk()
+
+    @property
+    def hard_state(self) -> HardState:
+        return self.disk.hard_state
 
     @property
     def last_index(self) -> int:
-        return len(self._entries)
+        return len(self.disk.entries)
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self._entries[max(lo, 1) - 1 : max(hi, 1) - 1]
+        return self.disk.entries[max(lo, 1) - 1 : max(hi, 1) - 1]
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        if entries:
-            first = entries[0].index
-            if first > len(self._entries) + 1:
-                raise ValueError(f"gap in log: append at {first} after {len(self._entries)}")
-            del self._entries[first - 1 :]
-            self._entries.extend(entries)
-        if hard_state is not None:
-            self.hard_state = hard_state
-        self.saves += 1
+        self.disk.save(hard_state, entries)
         await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
