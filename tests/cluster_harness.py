@@ -11,10 +11,13 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import cbor2
 
 from raftnet.config import parse_config, render_config
 
@@ -52,7 +55,8 @@ TEST_TIMING = {"heartbeat_ms": 50, "election_timeout_ms": [300, 600]}  # quick f
 
 class Cluster:
     def __init__(self, directory: Path, nodes: int = 3, secret: str | None = None, fsync: str = "batch",
-                 timing: dict | None = None, log_level: str = "debug", name: str = "itest"):
+                 timing: dict | None = None, log_level: str = "debug", name: str = "itest",
+                 limits: dict | None = None):
         self.dir = directory
         self.ids = list(range(1, nodes + 1))
         self.ports = dict(zip(self.ids, free_ports(nodes)))
@@ -64,6 +68,7 @@ class Cluster:
             "nodes": [{"id": i, "address": f"127.0.0.1:{self.ports[i]}"} for i in self.ids],
             "storage": {"data_dir": "node-{id}", "fsync": fsync},
             "timing": TEST_TIMING if timing is None else timing,
+            **({"limits": limits} if limits else {}),
         }
         self.config = directory / "cluster.toml"
         self.config.write_text(render_config(parse_config(raw, source=str(self.config))))
@@ -110,6 +115,29 @@ class Cluster:
                 p.kill()
                 p.wait(timeout=10)
 
+    def assert_alive(self) -> None:
+        dead = {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}
+        assert not dead, f"nodes exited (id: code): {dead}; " + "; ".join(
+            f"node {i} log tail: {self.log_text(i)[-1500:]}" for i in dead)
+
+    def assert_serves(self, key: str = "probe") -> None:
+        """A put and a linearizable get from a fresh client succeed, every
+        node process is alive, and no node has logged a traceback."""
+        import trio
+
+        from raftnet.client import Client
+
+        async def check():
+            async with Client(self.addresses, timeout=20.0, secret=self.secret) as client:
+                await client.put(key, b"alive")
+                assert await client.get(key) == b"alive"
+
+        trio.run(check)
+        self.assert_alive()
+        for node_id in self.ids:
+            text = self.log_text(node_id)
+            assert "Traceback" not in text, text[text.index("Traceback") - 300:][:3000]
+
     def log_text(self, node_id: int) -> str:
         return (self.dir / f"node-{node_id}.log").read_text(errors="replace")
 
@@ -153,3 +181,65 @@ class Cluster:
             return None
 
         return self.wait_for(leader, f"one leader among {among}", deadline)
+
+
+# -- raw protocol access, for the bad-input tests ----------------------------------
+
+
+def frame(obj) -> bytes:
+    body = cbor2.dumps(obj)
+    return struct.pack(">I", len(body)) + body
+
+
+def read_frame(sock: socket.socket) -> dict | None:
+    """One frame from a blocking socket; None if the node closed it first."""
+    head = _recv_exactly(sock, 4)
+    if head is None:
+        return None
+    body = _recv_exactly(sock, struct.unpack(">I", head)[0])
+    return None if body is None else cbor2.loads(body)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    out = b""
+    while len(out) < n:
+        try:
+            chunk = sock.recv(n - len(out))
+        except (ConnectionResetError, socket.timeout):
+            return None
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
+def handshaken(port: int, role: str = "client", peer_id: int | None = None, cluster: str = "itest",
+               timeout: float = 10.0) -> socket.socket:
+    """A socket to the node on ``port`` that has completed the hello handshake."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    challenge = read_frame(sock)
+    assert challenge is not None and challenge["t"] == "challenge", challenge
+    sock.sendall(frame({"t": "hello", "role": role, "id": peer_id, "cluster": cluster}))
+    welcome = read_frame(sock)
+    assert welcome is not None and welcome["t"] == "welcome", welcome
+    return sock
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the node sees ECONNRESET, not an orderly end."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def closed_by_node(sock: socket.socket, timeout: float = 10.0) -> bool:
+    """Whether the node closes ``sock`` (EOF or reset) within ``timeout``,
+    discarding anything it sends first."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+    return True

@@ -24,7 +24,7 @@ from ..core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from .wire import ProtocolError
+from .wire import ProtocolError, preview
 
 # type tag -> (class, [(field, kind)]) with kind "i" int >= 0, "b" bool, "e" entries
 _SCHEMA: dict[int, tuple[type, list[tuple[str, str]]]] = {
@@ -49,9 +49,15 @@ def encode_message(m: Message) -> list:
     return out
 
 
+# Terms and indexes stay below 2**63: a peer cannot push a term so high that
+# the next election overflows CBOR's 64-bit integers (which the wire refuses
+# as bignums) and cuts this node off for good.
+MAX_INT = (1 << 63) - 1
+
+
 def _int(v) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ProtocolError(f"expected a non-negative integer, got {type(v).__name__}")
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_INT:
+        raise ProtocolError(f"expected an integer in 0..2**63-1, got {preview(v, 24)}")
     return v
 
 
@@ -60,7 +66,7 @@ def decode_message(obj) -> Message:
         raise ProtocolError("a message is an array [type, term, src, dst, ...]")
     schema = _SCHEMA.get(obj[0]) if isinstance(obj[0], int) else None
     if schema is None:
-        raise ProtocolError(f"unknown message type {str(obj[0])[:20]!r}")
+        raise ProtocolError(f"unknown message type {preview(obj[0], 20)}")
     cls, fields = schema
     if len(obj) != 4 + len(fields):
         raise ProtocolError(f"{cls.__name__} needs {4 + len(fields)} fields, got {len(obj)}")
@@ -96,5 +102,5 @@ def encode_batch(messages: list[Message]) -> bytes:
 
 def decode_batch(frame: dict) -> list[Message]:
     if frame.get("t") != "raft" or not isinstance(frame.get("m"), list):
-        raise ProtocolError(f"expected a raft frame on a peer connection, got {str(frame.get('t'))[:40]!r}")
+        raise ProtocolError(f"expected a raft frame on a peer connection, got {preview(frame.get('t'))}")
     return [decode_message(m) for m in frame["m"]]

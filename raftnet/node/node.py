@@ -64,14 +64,13 @@ class Node:
         self._raft_config = config.raft_config(node_id)
         self._data_dir = data_dir or config.data_dir(node_id)
         self._store = log_store
-        self.state_machine = state_machine if state_machine is not None else KVStore(
-            max_key_bytes=config.limits.max_key_bytes
-        )
+        self.state_machine = state_machine if state_machine is not None else KVStore()
         self._tick_seconds = config.timing.tick_ms / 1000
         self.cluster_name = config.name
         self.secret = config.secret.encode() if config.secret else None
         self.max_frame_bytes = config.limits.max_frame_bytes
         self.max_entry_bytes = config.limits.max_entry_bytes
+        self.max_key_bytes = config.limits.max_key_bytes
         self.handshake_timeout = 5.0
         self._transport = transport or TcpTransport()
         self._rng = rng or random.Random()
@@ -137,7 +136,7 @@ class Node:
         try:
             return await self._nursery_manager.__aexit__(*exc_info)
         finally:
-            self.pending.fail_all(RequestFailed("unavailable", "node shutting down"))
+            self.pending.fail_all(RequestFailed("unavailable", "node shutting down", maybe_applied=True))
             self._store.close()
             log.info("node %d stopped", self.id)
 
@@ -210,7 +209,7 @@ class Node:
         if raft.leader_id != leader:
             log.info("node %d leader is now %s (term %d)", self.id, raft.leader_id, raft.term)
         if role is Role.LEADER and raft.role is not Role.LEADER:
-            self.pending.fail_all(RequestFailed("not_leader", "leadership lost", raft.leader_id))
+            self.pending.fail_all(RequestFailed("not_leader", "leadership lost", raft.leader_id, maybe_applied=True))
 
     # -- connections -------------------------------------------------------------
 
@@ -230,11 +229,19 @@ class Node:
 
     def deliver_batch(self, messages: list[Message]) -> None:
         """Messages arrived from an authenticated peer (server.py checked
-        that each one is from that peer and addressed to us)."""
-        for m in messages:
-            self.raft.step(m)
-        self._note_changes()
-        self.wake()
+        that each one is from that peer and addressed to us). If the core
+        refuses one (``LogError``), the ones before it still count."""
+        try:
+            for m in messages:
+                self.raft.step(m)
+        finally:
+            self._note_changes()
+            self.wake()
+
+    def client_limits(self) -> dict:
+        """Sent in the welcome, so clients refuse what we would refuse."""
+        return {"max_frame_bytes": self.max_frame_bytes, "max_entry_bytes": self.max_entry_bytes,
+                "max_key_bytes": self.max_key_bytes}
 
     # -- what client requests call -------------------------------------------------------
 

@@ -18,12 +18,16 @@ import trio
 
 
 class RequestFailed(Exception):
-    """The request will not complete here; ``code`` is the protocol's error name."""
+    """The request will not complete here; ``code`` is the protocol's error
+    name. ``maybe_applied``: the entry was in our log when we gave up on it,
+    so another leader may still commit it (the client must treat the
+    outcome as unknown); otherwise it certainly had no effect."""
 
-    def __init__(self, code: str, message: str = "", leader: int | None = None):
+    def __init__(self, code: str, message: str = "", leader: int | None = None, maybe_applied: bool = False):
         super().__init__(message or code)
         self.code = code
         self.leader = leader
+        self.maybe_applied = maybe_applied
 
 
 @dataclass(slots=True)

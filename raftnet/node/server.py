@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from ..core.log import LogError
 from ..core.messages import AppendEntries, Message
 from . import codec, wire
 from .service import handle_request
@@ -40,31 +41,50 @@ def _peer_name(stream: trio.abc.Stream) -> str:
 
 
 async def serve_connection(node: Any, stream: trio.abc.Stream) -> None:
+    """Serve one accepted connection until it ends. Whatever goes wrong on it
+    ends *it*: nothing raised here reaches the node's nursery.
+
+    The client side runs requests in a nursery of its own, so its failures
+    arrive as exception groups; ``except*`` takes them apart."""
     who = _peer_name(stream)
-    reader = wire.FrameReader(stream, node.max_frame_bytes)
     try:
         async with stream:
-            try:
-                with trio.fail_after(node.handshake_timeout):
-                    hello = await wire.accept_hello(
-                        stream,
-                        reader,
-                        cluster=node.cluster_name,
-                        secret=node.secret,
-                        node_id=node.id,
-                        peer_ids=set(node.peers),
-                    )
-            except trio.TooSlowError:
-                log.warning("connection from %s closed: no hello within %.1fs", who, node.handshake_timeout)
-                return
-            if hello.role == "peer":
-                await _serve_peer(node, hello.id, reader, who)
-            else:
-                await _serve_client(node, stream, reader, who)
-    except wire.ProtocolError as exc:
-        log.warning("connection from %s closed: %s", who, exc)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the other side went away; nothing to report
+            await _serve(node, stream, who)
+    except* wire.ProtocolError as group:
+        log.warning("connection from %s closed: %s", who, _first(group))
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the other side went away (closed or reset); nothing to report
+    except* trio.TooSlowError:
+        log.warning("connection from %s closed: no hello within %.1fs", who, node.handshake_timeout)
+    except* Exception as group:
+        # A bug of ours, triggered by this connection: log it loudly, but
+        # losing one connection is better than losing the node.
+        log.error("connection from %s closed by an internal error: %s", who, _first(group), exc_info=group)
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _serve(node: Any, stream: trio.abc.Stream, who: str) -> None:
+    reader = wire.FrameReader(stream, node.max_frame_bytes)
+    with trio.fail_after(node.handshake_timeout):
+        hello = await wire.accept_hello(
+            stream,
+            reader,
+            cluster=node.cluster_name,
+            secret=node.secret,
+            node_id=node.id,
+            peer_ids=set(node.peers),
+            limits=node.client_limits(),
+        )
+    if hello.role == "peer":
+        await _serve_peer(node, hello.id, reader, who)
+    else:
+        await _serve_client(node, stream, reader, who)
 
 
 async def _serve_peer(node: Any, peer_id: int, reader: wire.FrameReader, who: str) -> None:
@@ -75,7 +95,12 @@ async def _serve_peer(node: Any, peer_id: int, reader: wire.FrameReader, who: st
         messages = codec.decode_batch(frame)
         for m in messages:
             check_message(m, peer_id, node.id)
-        node.deliver_batch(messages)
+        try:
+            node.deliver_batch(messages)
+        except LogError as exc:
+            # The core refused a message before changing anything (an append
+            # that contradicts our committed log): that peer is broken.
+            raise wire.ProtocolError(f"peer {peer_id} sent a message the log refuses: {exc}") from None
 
 
 def check_message(m: Message, peer_id: int, node_id: int) -> None:
@@ -105,31 +130,28 @@ async def _serve_client(node: Any, stream: trio.abc.Stream, reader: wire.FrameRe
     send_lock = trio.Lock()
     limiter = trio.CapacityLimiter(MAX_REQUESTS_PER_CONNECTION)
 
-    async def reply(frame: dict) -> None:
-        data = wire.encode_frame(frame)
-        async with send_lock:
-            await stream.send_all(data)
-
     async def serve_one(request: dict, token: object) -> None:
         try:
-            response = await handle_request(node, request)
             try:
-                await reply(response)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client left; its write may still have been applied
+                response = await handle_request(node, request)
+            except Exception:  # noqa: BLE001 - one request's bug must not end the others
+                log.exception("request from %s failed", who)
+                response = {"t": "rep", "rid": request.get("rid"), "error": "internal",
+                            "message": "internal error (see the node's log)"}
+            data = wire.encode_frame(response)
+            async with send_lock:
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client left; its write may still have been applied
         finally:
             limiter.release_on_behalf_of(token)
 
     async with trio.open_nursery() as nursery:
         try:
-            while True:
-                request = await reader.read()
-                if request is None:
-                    break
+            while (request := await reader.read()) is not None:
                 token = object()
                 await limiter.acquire_on_behalf_of(token)
                 nursery.start_soon(serve_one, request, token)
         finally:
             # The client is gone or misbehaved: stop its pending requests too.
             nursery.cancel_scope.cancel()
-

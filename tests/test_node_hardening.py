@@ -1,0 +1,160 @@
+"""Nothing a client or a peer sends after the handshake can take a node down.
+
+Each case opens a real connection to a real `raftnet serve` process,
+completes the hello handshake, misbehaves, and then checks that the node
+closed that one connection, is still alive, and still serves a put and a
+get for another client. (The pre-handshake cases are in
+test_node_bad_input.py.)
+"""
+
+from __future__ import annotations
+
+import struct
+
+import cbor2
+import pytest
+
+from cluster_harness import Cluster, closed_by_node, frame, handshaken, read_frame, reset
+
+MAX_FRAME = 16 << 20  # the default [limits] max_frame_bytes
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("hardening"), nodes=3)
+    c.start_all()
+    try:
+        c.wait_for_leader()
+        yield c
+    finally:
+        c.stop_all()
+
+
+def request(rid: int, **fields) -> bytes:
+    return frame({"t": "req", "rid": rid, **fields})
+
+
+# -- client connections ------------------------------------------------------------------
+
+
+def _oversized(sock):
+    sock.sendall(struct.pack(">I", MAX_FRAME + 1) + b"x" * 1000)
+    assert closed_by_node(sock)  # the node logs "frame of 16777217 bytes exceeds the limit"
+
+
+def _half_frame_then_close(sock):
+    sock.sendall(request(1, op="status")[:9])
+    sock.close()
+
+
+def _half_frame_then_reset(sock):
+    sock.sendall(request(1, op="status")[:9])
+    reset(sock)
+
+
+def _reset_with_requests_in_flight(sock):
+    for rid in range(1, 50):
+        sock.sendall(request(rid, op="get", key="k", stale=False))
+    reset(sock)
+
+
+def _malformed_cbor(sock):
+    sock.sendall(struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff")
+    assert closed_by_node(sock)
+
+
+def _not_a_map(sock):
+    sock.sendall(frame([1, 2, 3]))
+    assert closed_by_node(sock)
+
+
+def _a_bignum_and_a_tag(sock):
+    sock.sendall(frame({"t": "req", "rid": 10**400, "op": cbor2.CBORTag(30, [1, 3])}))
+    assert closed_by_node(sock)
+
+
+@pytest.mark.parametrize("misbehave", [
+    _oversized, _half_frame_then_close, _half_frame_then_reset, _reset_with_requests_in_flight,
+    _malformed_cbor, _not_a_map, _a_bignum_and_a_tag,
+], ids=lambda f: f.__name__.strip("_"))
+def test_a_client_breaking_the_protocol_after_the_handshake_loses_only_its_connection(cluster, misbehave):
+    for node_id in cluster.ids:  # the leader and the followers alike
+        misbehave(handshaken(cluster.ports[node_id]))
+    cluster.assert_serves()
+
+
+def test_requests_of_the_wrong_shape_are_answered_bad_request_on_a_live_connection(cluster):
+    leader = cluster.wait_for_leader()
+    sock = handshaken(cluster.ports[leader])
+    shapes = [
+        {"op": "put"},
+        {"op": "put", "key": 5, "value": "not bytes", "client": "x", "seq": -1},
+        {"op": "get", "key": ["list"]},
+        {"op": "cas", "key": "k", "expected": 3, "new": None, "client": 1, "seq": 1},
+        {"op": "delete", "key": "", "client": 1, "seq": 1},
+        {"op": None},
+        {"op": "status", "extra": {"nested": [1, 2, {"x": b"y"}]}},
+    ]
+    for rid, fields in enumerate(shapes, start=1):
+        sock.sendall(request(rid, **fields))
+    replies = {}
+    while len(replies) < len(shapes):
+        r = read_frame(sock)
+        assert r is not None, f"node closed the connection after {sorted(replies)}"
+        replies[r["rid"]] = r
+    assert all(replies[rid].get("error") == "bad_request" for rid in range(1, len(shapes))), replies
+    assert replies[len(shapes)]["ok"] is True  # status ignores the extra field
+    sock.close()
+    cluster.assert_serves()
+
+
+# -- peer connections ------------------------------------------------------------------
+
+
+PEER_GARBAGE = {
+    "not-a-raft-frame": frame({"t": "req", "rid": 1, "op": "status"}),
+    "messages-not-a-list": frame({"t": "raft", "m": "nope"}),
+    "unknown-message-type": frame({"t": "raft", "m": [[99, 1, 2, 1]]}),
+    "huge-message-type": frame({"t": "raft", "m": [[10**400, 1, 2, 1]]}),
+    "wrong-field-count": frame({"t": "raft", "m": [[5, 1, 2, 1]]}),
+    "entries-of-the-wrong-shape": frame({"t": "raft", "m": [[3, 1, 2, 1, 0, 0, [[1, 1]], 0]]}),
+    "negative-index": frame({"t": "raft", "m": [[3, 1, 2, 1, -5, 0, [], 0]]}),
+    "a-tagged-value": frame({"t": "raft", "m": [cbor2.CBORTag(4, [2, 3])]}),
+    "not-a-map": frame([["raft"]]),
+    "malformed-cbor": struct.pack(">I", 3) + b"\x9f\x9f\x9f",
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(PEER_GARBAGE))
+def test_a_peer_sending_a_malformed_batch_after_its_hello_loses_only_its_connection(cluster, garbage):
+    for node_id in cluster.ids:
+        other = next(i for i in cluster.ids if i != node_id)
+        sock = handshaken(cluster.ports[node_id], role="peer", peer_id=other)
+        sock.sendall(PEER_GARBAGE[garbage])
+        assert closed_by_node(sock), f"node {node_id} kept a peer connection open after {garbage}"
+    cluster.assert_serves()
+
+
+@pytest.mark.parametrize("how", ["oversized", "half-frame", "reset"])
+def test_a_peer_connection_cut_or_oversized_after_its_hello_loses_only_itself(cluster, how):
+    for node_id in cluster.ids:
+        other = next(i for i in cluster.ids if i != node_id)
+        sock = handshaken(cluster.ports[node_id], role="peer", peer_id=other)
+        if how == "oversized":
+            sock.sendall(struct.pack(">I", MAX_FRAME + 1) + b"\0" * 1000)
+            assert closed_by_node(sock)
+        elif how == "half-frame":
+            sock.sendall(frame({"t": "raft", "m": []})[:6])
+            sock.close()
+        else:
+            sock.sendall(frame({"t": "raft", "m": []})[:6])
+            reset(sock)
+    cluster.assert_serves()
+
+
+def test_a_connection_that_sends_nothing_after_the_handshake_is_harmless(cluster):
+    socks = [handshaken(cluster.ports[i]) for i in cluster.ids for _ in range(5)]
+    cluster.assert_serves()
+    for s in socks:
+        s.close()
+    cluster.assert_serves()
