@@ -142,3 +142,25 @@ def test_any_commit_order_with_retries_applies_each_write_once(order, retries):
     restored = KVStore()
     restored.restore(kv.snapshot())
     assert restored.data == kv.data and restored.sessions == kv.sessions
+
+
+def test_apply_is_a_function_of_the_log_alone_not_of_the_node_config():
+    """Replicas must apply one log identically (state machine safety, §5.4.3),
+    so nothing node-local may steer ``apply``: two nodes whose
+    ``[limits] max_key_bytes`` differ (or one restarted after the limit
+    changed) replay the same log to the same state. Limits are enforced by
+    the leader before it proposes."""
+    from raftnet.config import parse_config
+    from raftnet.node import Node
+
+    log = [encode_command("register")]
+    for seq, key in enumerate(["short", "k" * 5000, "x" * 20], start=1):
+        log.append(encode_command("put", key=key, value=b"v", client=1, seq=seq))
+    states = []
+    for limit in (4096, 8):
+        config = parse_config({"cluster": {"name": "c"}, "nodes": [{"id": 1, "address": "127.0.0.1:1"}],
+                               "limits": {"max_key_bytes": limit}})
+        machine = Node(config, 1).state_machine  # built the way `raftnet serve` builds it
+        results = [machine.apply(index, command) for index, command in enumerate(log, start=1)]
+        states.append((results, machine.snapshot()))
+    assert states[0] == states[1]

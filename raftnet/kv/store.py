@@ -41,11 +41,49 @@ import cbor2
 
 DEFAULT_SESSION_TTL = 100_000  # log indexes
 MAX_OUTSTANDING = 4096  # results one client may hold (writes in flight)
-MAX_KEY_BYTES = 4096
+MAX_KEY_BYTES = 4096  # the default of [limits] max_key_bytes
 
 
 def encode_command(op: str, **fields: Any) -> bytes:
     return cbor2.dumps({"op": op, **fields})
+
+
+def check_key(key: Any, max_key_bytes: int) -> str | None:
+    """What is wrong with ``key`` as a KV key, or None."""
+    if not isinstance(key, str):
+        return f"key must be a string, not {type(key).__name__}"
+    if not key:
+        return "key must not be empty"
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        return "key must be valid UTF-8 text"
+    if size > max_key_bytes:
+        return f"key of {size} bytes exceeds the limit of {max_key_bytes} bytes"
+    return None
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 1 << 63
+
+
+def check_write(op: str, fields: dict, max_key_bytes: int) -> str | None:
+    """What is wrong with a write request, or None. Run by the node that
+    proposes it; ``apply`` only repeats the checks that need no config."""
+    problem = check_key(fields.get("key"), max_key_bytes)
+    if problem:
+        return problem
+    if not (_is_id(fields.get("client")) and _is_id(fields.get("seq"))):
+        return "client and seq must be positive integers"
+    ack = fields.get("ack", fields["seq"])
+    if not _is_id(ack) or ack > fields["seq"]:
+        return "ack must be an integer with 1 <= ack <= seq"
+    if op == "put" and not isinstance(fields.get("value"), bytes):
+        return "value must be bytes"
+    if op == "cas" and not (isinstance(fields.get("new"), bytes)
+                            and (fields.get("expected") is None or isinstance(fields.get("expected"), bytes))):
+        return "cas needs new: bytes and expected: bytes or null"
+    return None
 
 
 def _error(code: str, message: str) -> dict:
@@ -74,12 +112,10 @@ class Session:
 
 
 class KVStore:
-    def __init__(self, session_ttl: int = DEFAULT_SESSION_TTL, max_key_bytes: int = MAX_KEY_BYTES,
-                 max_outstanding: int = MAX_OUTSTANDING):
+    def __init__(self, session_ttl: int = DEFAULT_SESSION_TTL, max_outstanding: int = MAX_OUTSTANDING):
         self.data: dict[str, bytes] = {}
         self.sessions: OrderedDict[int, Session] = OrderedDict()  # least recently used first
         self.session_ttl = session_ttl
-        self.max_key_bytes = max_key_bytes
         self.max_outstanding = max_outstanding
         self.applied_index = 0
 
@@ -118,8 +154,8 @@ class KVStore:
         if len(session.results) >= self.max_outstanding:
             return _error("too_many_outstanding", f"client {client} has {len(session.results)} unacknowledged writes")
         key = cmd.get("key")
-        if not isinstance(key, str) or not key or len(key.encode()) > self.max_key_bytes:
-            result = _error("bad_request", f"key must be a non-empty string of at most {self.max_key_bytes} bytes")
+        if not isinstance(key, str) or not key:
+            result = _error("bad_request", "key must be a non-empty string")
         else:
             result = handler(self, key, cmd)
         session.results[seq] = result

@@ -12,16 +12,24 @@ Replies carry the same ``rid``: ``{"t": "rep", "rid": n, "ok": true, ...}``
 or ``{"t": "rep", "rid": n, "error": code, "message": str, "leader": id | None,
 "leader_address": "host:port" | None}`` with code one of not_leader,
 leader_transfer, backpressure, session_expired, stale_sequence,
-too_many_outstanding, bad_request, unavailable. ``ack`` is optional (the
-lowest seq the client still waits on; it defaults to ``seq``).
+too_many_outstanding, too_large, bad_request, unavailable, internal. An
+error reply to a write carries ``"maybe_applied": true`` when the entry was
+already in this node's log (it may still commit); without it, the write
+certainly had no effect. ``ack`` is optional (the lowest seq the client
+still waits on; it defaults to ``seq``).
+
+Every request is checked here, on the node that would propose it, before
+anything reaches the log: the state machine must apply the log the same way
+on every replica, so node-local limits are enforced now or never.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..kv.store import encode_command
+from ..kv.store import check_key, check_write, encode_command
 from .pending import RequestFailed
+from .wire import preview
 
 _WRITE_FIELDS = {
     "put": ("key", "value", "client", "seq"),
@@ -29,52 +37,59 @@ _WRITE_FIELDS = {
     "cas": ("key", "expected", "new", "client", "seq"),
     "register": (),
 }
-_ROLES = {"follower": "follower", "pre-candidate": "candidate", "candidate": "candidate", "leader": "leader"}
 
 
 def _error(rid: Any, code: str = "bad_request", message: str = "", node: Any = None,
-           leader: int | None = None) -> dict:
+           leader: int | None = None, maybe_applied: bool = False) -> dict:
     reply = {"t": "rep", "rid": rid, "error": code, "message": message}
     if node is not None:
         leader = leader if leader is not None else node.raft.leader_id
         reply["leader"] = leader
         reply["leader_address"] = node.address_of(leader)
+    if maybe_applied:
+        reply["maybe_applied"] = True
     return reply
 
 
 async def handle_request(node: Any, req: dict) -> dict:
     rid = req.get("rid")
-    if req.get("t") != "req" or not isinstance(rid, int):
-        return _error(rid, "bad_request", "expected {t: req, rid: int, op: ...}")
+    if req.get("t") != "req" or not isinstance(rid, int) or isinstance(rid, bool):
+        return _error(rid if isinstance(rid, int) else None, "bad_request", "expected {t: req, rid: int, op: ...}")
     op = req.get("op")
     try:
         if op == "status":
             return {"t": "rep", "rid": rid, "ok": True, "status": status(node)}
         if op == "get":
             key = req.get("key")
-            if not isinstance(key, str):
-                return _error(rid, "bad_request", "get needs a string key")
+            problem = check_key(key, node.max_key_bytes)
+            if problem:
+                return _error(rid, "bad_request", problem)
             query = {"op": "get", "key": key}
-            result = node.read_stale(query) if req.get("stale") else await node.read(query)
+            result = node.read_stale(query) if req.get("stale") is True else await node.read(query)
             return {"t": "rep", "rid": rid, **result} if "error" not in result else _error(rid, **_code(result))
-        fields = _WRITE_FIELDS.get(op)
+        fields = _WRITE_FIELDS.get(op) if isinstance(op, str) else None
         if fields is None:
-            return _error(rid, "bad_request", f"unknown op {str(op)[:32]!r}")
+            return _error(rid, "bad_request", f"unknown op {preview(op, 32)}")
         missing = [f for f in fields if f not in req]
         if missing:
             return _error(rid, "bad_request", f"{op} needs {', '.join(missing)}")
         args = {f: req[f] for f in fields}
         if "ack" in req and op != "register":
             args["ack"] = req["ack"]
+        if op != "register":
+            problem = check_write(op, args, node.max_key_bytes)
+            if problem:
+                return _error(rid, "bad_request", problem)
         command = encode_command(op, **args)
         if len(command) > node.max_entry_bytes:
-            return _error(rid, "bad_request", f"command of {len(command)} bytes exceeds {node.max_entry_bytes}")
+            return _error(rid, "too_large", f"the {op} command is {len(command)} bytes; "
+                                            f"the limit is {node.max_entry_bytes} bytes ([limits] max_entry_bytes)")
         index, result = await node.propose(command)
         if isinstance(result, dict) and "error" in result:
             return _error(rid, **_code(result))
         return {"t": "rep", "rid": rid, "ok": True, "index": index, "leader": node.id, **(result or {})}
     except RequestFailed as exc:
-        return _error(rid, exc.code, str(exc), node, exc.leader)
+        return _error(rid, exc.code, str(exc), node, exc.leader, exc.maybe_applied)
 
 
 def _code(result: dict) -> dict:
@@ -86,7 +101,7 @@ def status(node: Any) -> dict:
     out = {
         "id": node.id,
         "address": node.address,
-        "role": _ROLES[st["role"]],
+        "role": st["role"],  # follower, pre-candidate, candidate or leader
         "term": st["term"],
         "leader": st["leader"],
         "commit": st["commit"],
