@@ -15,21 +15,33 @@ however often it is retried. One connection per node carries many requests
 at once (request ids); any number of trio tasks may share a client.
 ``timeout`` bounds each call as a whole, retries included.
 
-Errors: ``Timeout`` (the outcome of a write is unknown), ``Unavailable`` (no
-node could be reached), ``NotLeader`` (only with ``target=``: that node is
-not the leader; ``.leader`` names the one it knows), ``ClientError`` (the
-request itself was refused, e.g. a bad key).
+Every error is a ``ClientError`` with a ``code`` and ``maybe_applied``, which
+says whether a write could have taken effect:
+
+* ``Timeout``: a request was sent and no answer came in time. For a write
+  the outcome is unknown (``maybe_applied`` is true): it may still apply,
+  and at most once.
+* ``Unavailable``: the request certainly had no effect. No node could be
+  reached, or the nodes that answered could not take it ("no quorum: 1 of 3
+  nodes reachable, no leader").
+* ``NotLeader``: only with ``target=``: that node is not the leader;
+  ``.leader`` names the one it knows.
+* ``ClientError`` itself: the request was refused (``too_large`` before it was
+  ever sent, ``bad_request``, ``session_expired``, ...); ``maybe_applied``
+  is true only when an earlier attempt of the same write went unanswered.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from .kv.store import check_key
 from .node.wire import DEFAULT_MAX_FRAME, FrameReader, ProtocolError, encode_frame, send_hello
 
 RETRY_MIN, RETRY_MAX = 0.02, 0.5
@@ -37,16 +49,19 @@ MAX_WRITES_IN_FLIGHT = 1024  # per Client; well under the state machine's MAX_OU
 
 
 class ClientError(Exception):
-    """The cluster refused the request itself (bad input, expired session)."""
+    """The request failed; ``code`` says why, ``maybe_applied`` whether a
+    write could still have taken effect."""
 
-    def __init__(self, code: str, message: str = ""):
+    def __init__(self, code: str, message: str = "", maybe_applied: bool = False):
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
+        self.message = message
+        self.maybe_applied = maybe_applied
 
 
 class Timeout(ClientError):
-    def __init__(self, message: str = "timed out"):
-        super().__init__("timeout", message)
+    def __init__(self, message: str = "timed out", maybe_applied: bool = False):
+        super().__init__("timeout", message, maybe_applied)
 
 
 class Unavailable(ClientError):
@@ -68,7 +83,80 @@ class PutResult:
 
 
 class _Broken(Exception):
-    """This connection failed; try another node."""
+    """This connection failed; try another node. ``sent``: the request had
+    (perhaps partly) gone out when it failed."""
+
+    def __init__(self, message: str, sent: bool = False):
+        super().__init__(message)
+        self.sent = sent
+
+
+_UNSET = object()
+
+
+class _Call:
+    """What one API call has learnt across its attempts, so that when its
+    deadline passes it can say honestly what happened."""
+
+    def __init__(self, write: bool, nodes: int):
+        self.write = write
+        self.nodes = nodes
+        self.registering = False  # opening the session the write needs; the write itself is not out yet
+        self.session_unanswered = False
+        self.waiting = False  # a request is out and its answer not yet in
+        self.unanswered = False  # some attempt went out and was never answered
+        self.maybe_applied = False  # some attempt of this write may have taken effect
+        self.answered: set[str] = set()
+        self.leader_named: Any = _UNSET  # what the last not_leader answer named as the leader
+        self.last = "no node answered"
+
+    def sending(self) -> None:
+        self.waiting = True
+
+    def replied(self, address: str, reply: dict) -> None:
+        self.waiting = False
+        self.answered.add(address)
+        if reply.get("maybe_applied") is True and self.write and not self.registering:
+            self.maybe_applied = True
+
+    def broken(self, exc: _Broken) -> None:
+        self.waiting = False
+        self.last = str(exc)
+        if exc.sent:
+            self._lost()
+
+    def _lost(self) -> None:
+        if self.registering:
+            self.session_unanswered = True  # only the session's register is in doubt, not the write
+            return
+        self.unanswered = True
+        if self.write:
+            self.maybe_applied = True
+
+    def expired(self, timeout: float) -> ClientError:
+        if self.waiting:
+            self._lost()
+        if self.maybe_applied:
+            return Timeout(f"no answer within {timeout:g}s ({self.last}); the write may or may not have been "
+                           "applied", maybe_applied=True)
+        if self.unanswered:
+            return Timeout(f"no answer within {timeout:g}s ({self.last})")
+        reached = len(self.answered)
+        if self.leader_named is None and reached:
+            if reached < self.nodes // 2 + 1:
+                why = f"no quorum: {reached} of {self.nodes} nodes reachable, no leader"
+            else:
+                why = f"no leader: {reached} of {self.nodes} nodes reachable, none is leading yet"
+        elif self.leader_named is not _UNSET and reached:
+            why = f"leader {self.leader_named} not reachable within {timeout:g}s ({reached} of {self.nodes} " \
+                  "nodes reachable)"
+        elif self.session_unanswered:
+            why = f"could not open a session: no answer within {timeout:g}s ({self.last})"
+        elif not reached:
+            why = f"no node reachable within {timeout:g}s ({self.last})"
+        else:
+            why = f"the cluster did not take the request within {timeout:g}s ({self.last})"
+        return Unavailable(why + ("; the write was not applied" if self.write else ""))
 
 
 class _Connection:
@@ -77,6 +165,7 @@ class _Connection:
     def __init__(self, address: str):
         self.address = address
         self.node_id: int | None = None
+        self.max_frame_bytes = DEFAULT_MAX_FRAME  # until the node's welcome says otherwise
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._waiting: dict[int, list] = {}  # rid -> [event, reply]
@@ -95,11 +184,15 @@ class _Connection:
                 raise _Broken(f"{self.address}: {exc.strerror or exc}") from None
             reader = FrameReader(stream, DEFAULT_MAX_FRAME)
             try:
-                self.node_id = await send_hello(stream, reader, cluster=client.cluster, secret=client.secret,
-                                                role="client", id=None)
+                welcome = await send_hello(stream, reader, cluster=client.cluster, secret=client.secret,
+                                           role="client", id=None)
             except (ProtocolError, trio.BrokenResourceError, OSError) as exc:
                 await trio.aclose_forcefully(stream)
                 raise _Broken(f"{self.address}: {exc}") from None
+            self.node_id = welcome["node_id"]
+            limit = welcome.get("limits", {}).get("max_frame_bytes")
+            if isinstance(limit, int) and limit > 0:
+                self.max_frame_bytes = reader.max_frame_bytes = limit
             self._stream, self.dead = stream, False
             client._nursery.start_soon(self._read_replies, stream, reader)
 
@@ -126,23 +219,36 @@ class _Connection:
             slot[0].set()  # reply stays None: broken
         self._waiting.clear()
 
-    async def request(self, client: Client, req: dict) -> dict:
+    async def request(self, client: Client, req: dict, call: _Call | None = None) -> dict:
+        """Send ``req`` and wait for its reply. Raises ``_Broken`` (saying
+        whether the request went out) or, for a request bigger than the
+        node takes, ``ClientError("too_large")`` without sending it."""
         await self.connect(client)
         stream = self._stream
         rid = next(self._rids)
+        data = encode_frame({**req, "t": "req", "rid": rid})
+        if len(data) - 4 > self.max_frame_bytes:
+            raise ClientError("too_large", f"the {req.get('op')} request is {len(data) - 4} bytes; "
+                                           f"{self.address} takes frames of at most {self.max_frame_bytes} bytes")
         slot = [trio.Event(), None]
         self._waiting[rid] = slot
+        sent = False
         try:
             async with self._send_lock:
-                await stream.send_all(encode_frame({**req, "t": "req", "rid": rid}))
+                sent = True
+                if call is not None:
+                    call.sending()
+                await stream.send_all(data)
             await slot[0].wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._fail(stream)
-            raise _Broken(f"{self.address}: {exc}") from None
+            raise _Broken(f"{self.address}: {exc}", sent=sent) from None
         finally:
             self._waiting.pop(rid, None)
         if slot[1] is None:
-            raise _Broken(f"{self.address}: connection lost")
+            raise _Broken(f"{self.address}: connection lost", sent=True)
+        if call is not None:
+            call.replied(self.address, slot[1])
         return slot[1]
 
     async def close(self) -> None:
@@ -197,12 +303,14 @@ class Client:
         return bool((await self._write("delete", key=key))["existed"])
 
     async def cas(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        expected = None if expected is None else bytes(expected)
         return bool((await self._write("cas", key=key, expected=expected, new=bytes(new)))["swapped"])
 
     async def get(self, key: str, stale: bool = False) -> bytes | None:
+        _check_key(key)
         req = {"op": "get", "key": key, "stale": stale}
-        with self._deadline() as state:
-            r = await (self._any_node(req, state) if stale else self._call(req, state))
+        with self._deadline(write=False) as call:
+            r = await (self._any_node(req, call) if stale else self._call(req, call))
         return r["value"]
 
     async def status(self) -> dict[Any, dict]:
@@ -238,12 +346,13 @@ class Client:
     # -- sessions and retries ------------------------------------------------------------
 
     async def _write(self, op: str, **fields: Any) -> dict:
-        with self._deadline() as state:
+        _check_key(fields["key"])
+        with self._deadline(write=True) as call:
             async with self._write_slots:
-                return await self._write_once(op, fields, state)
+                return await self._write_once(op, fields, call)
 
-    async def _write_once(self, op: str, fields: dict, state: dict) -> dict:
-        await self._ensure_session(state)
+    async def _write_once(self, op: str, fields: dict, call: _Call) -> dict:
+        await self._ensure_session(call)
         self._seq += 1
         client, seq, waiting = self._client_id, self._seq, self._waiting_on
         waiting.add(seq)
@@ -253,53 +362,45 @@ class Client:
         # finds its own answer.
         req = {"op": op, **fields, "client": client, "seq": seq, "ack": min(waiting)}
         try:
-            return await self._call(req, state)
+            return await self._call(req, call)
         except ClientError as exc:
             if exc.code == "session_expired" and self._client_id == client:
-                self._client_id = None  # register afresh next time; this write's outcome is unknown
+                self._client_id = None  # register afresh next time
             raise
         finally:
             # Answered, refused, or given up on (Timeout): this seq is
             # never sent again, so the server may forget its result.
             waiting.discard(seq)
 
-    async def _ensure_session(self, state: dict) -> None:
+    async def _ensure_session(self, call: _Call) -> None:
         async with self._session_lock:
             if self._client_id is None:
-                r = await self._call({"op": "register"}, state)
+                call.registering = True
+                r = await self._call({"op": "register"}, call)
+                call.registering = False
                 self._client_id, self._seq, self._waiting_on = r["client"], 0, set()
 
-    def _deadline(self):
-        client = self
+    @contextmanager
+    def _deadline(self, write: bool):
+        """Bound one API call by ``timeout``; when it runs out, raise the
+        error that says what the call's attempts amount to."""
+        call = _Call(write, len(self.addresses))
+        with trio.move_on_after(self.timeout) as scope:
+            yield call
+        if scope.cancelled_caught:
+            raise call.expired(self.timeout)
 
-        class _Scope:
-            def __enter__(self_inner):
-                self_inner.scope = trio.move_on_after(client.timeout)
-                self_inner.scope.__enter__()
-                self_inner.state = {"reached": False, "last": "no node answered"}
-                return self_inner.state
-
-            def __exit__(self_inner, *exc):
-                swallowed = self_inner.scope.__exit__(*exc)
-                if self_inner.scope.cancelled_caught:
-                    if self_inner.state["reached"]:
-                        raise Timeout(f"no answer within {client.timeout:g}s ({self_inner.state['last']})")
-                    raise Unavailable(f"no node reachable within {client.timeout:g}s ({self_inner.state['last']})")
-                return swallowed
-
-        return _Scope()
-
-    async def _call(self, req: dict, state: dict) -> dict:
+    async def _call(self, req: dict, call: _Call) -> dict:
         """Send ``req`` to the leader, following redirects and retrying
         (same request, so the same seq) until it answers or time runs out."""
         delay = RETRY_MIN
         order = self._order()
         while True:
-            address = await self._target_address(state) if self.target is not None else (self._leader or order[0])
+            address = await self._target_address(call) if self.target is not None else (self._leader or order[0])
             try:
-                r = await self._conns[address].request(self, req)
+                r = await self._conns[address].request(self, req, call)
             except _Broken as exc:
-                state["last"] = str(exc)
+                call.broken(exc)
                 if self.target is not None:
                     await trio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
@@ -311,13 +412,13 @@ class Client:
                     delay = min(delay * 2, RETRY_MAX)
                 order = order[1:] + order[:1] if address == order[0] else order
                 continue
-            state["reached"] = True
             if r.get("ok"):
                 self._leader = address
                 return r
             code = r.get("error")
-            state["last"] = f"{code}: {r.get('message', '')}"
+            call.last = f"{code}: {r.get('message', '')}"
             if code == "not_leader":
+                call.leader_named = r.get("leader")
                 if self.target is not None:
                     raise NotLeader(r.get("leader"), r.get("leader_address"))
                 hint = r.get("leader_address")
@@ -326,22 +427,23 @@ class Client:
                     continue
                 self._leader = None
                 order = order[1:] + order[:1]
+            elif code == "session_expired":
+                raise _session_expired(r.get("message", ""), call.maybe_applied)
             elif code not in ("leader_transfer", "backpressure", "unavailable"):
-                raise ClientError(code or "bad_reply", r.get("message", ""))
+                raise ClientError(code or "bad_reply", r.get("message", ""), call.maybe_applied)
             await trio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(delay * 2, RETRY_MAX)
 
-    async def _any_node(self, req: dict, state: dict) -> dict:
+    async def _any_node(self, req: dict, call: _Call) -> dict:
         delay = RETRY_MIN
         while True:
-            addresses = [await self._target_address(state)] if self.target is not None else self._order()
+            addresses = [await self._target_address(call)] if self.target is not None else self._order()
             for address in addresses:
                 try:
-                    r = await self._conns[address].request(self, req)
+                    r = await self._conns[address].request(self, req, call)
                 except _Broken as exc:
-                    state["last"] = str(exc)
+                    call.broken(exc)
                     continue
-                state["reached"] = True
                 if r.get("ok"):
                     return r
                 raise ClientError(r.get("error", "bad_reply"), r.get("message", ""))
@@ -353,7 +455,7 @@ class Client:
         self._rng.shuffle(order)
         return order
 
-    async def _target_address(self, state: dict) -> str:
+    async def _target_address(self, call: _Call) -> str:
         """The address of node ``target``, learnt from the hello of each
         connection (never by sending it a request meant for another node)."""
         delay = RETRY_MIN
@@ -366,7 +468,7 @@ class Client:
                     try:
                         await c.connect(self)
                     except _Broken as exc:
-                        state["last"] = str(exc)
+                        call.last = str(exc)
                         continue
                     if c.node_id == self.target:
                         return a
@@ -374,3 +476,19 @@ class Client:
                 raise ClientError("bad_request", f"no node with id {self.target} among {', '.join(self.addresses)}")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+
+def _check_key(key: Any) -> None:
+    """Refuse a key no node would take before anything is sent (the node
+    checks its length against its own limit)."""
+    problem = check_key(key, 1 << 62)
+    if problem:
+        raise ClientError("bad_request", problem)
+
+
+def _session_expired(message: str, maybe_applied: bool) -> ClientError:
+    if maybe_applied:
+        why = "an earlier attempt of this write went unanswered and may have been applied: the outcome is unknown"
+    else:
+        why = "the write was not applied (the next write registers a new session)"
+    return ClientError("session_expired", f"{message}; {why}" if message else why, maybe_applied)

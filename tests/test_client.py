@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 import trio
 
-from raftnet.client import Client, NotLeader, Timeout, Unavailable
+from raftnet.client import Client, ClientError, NotLeader, Timeout, Unavailable
 from raftnet.node.wire import DEFAULT_MAX_FRAME, FrameReader, accept_hello, encode_frame
 
 Behaviour = Callable[["FakeNode", dict], Awaitable[dict | None]]
@@ -21,9 +21,10 @@ class FakeNode:
     """Accepts client connections and answers each request with
     ``behaviour(node, request)``: a reply body, or None for no reply ever."""
 
-    def __init__(self, node_id: int, behaviour: Behaviour):
+    def __init__(self, node_id: int, behaviour: Behaviour, limits: dict | None = None):
         self.id = node_id
         self.behaviour = behaviour
+        self.limits = limits
         self.requests: list[dict] = []
         self.address = ""
 
@@ -33,16 +34,22 @@ class FakeNode:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         reader = FrameReader(stream, DEFAULT_MAX_FRAME)
-        await accept_hello(stream, reader, cluster="fake", secret=None, node_id=self.id, peer_ids=set())
+        await accept_hello(stream, reader, cluster="fake", secret=None, node_id=self.id, peer_ids=set(),
+                           limits=self.limits)
         send_lock = trio.Lock()
         async with trio.open_nursery() as nursery:
             while (req := await reader.read()) is not None:
                 self.requests.append(req)
-                nursery.start_soon(self._answer, stream, send_lock, req)
+                nursery.start_soon(self._answer, stream, send_lock, req, nursery.cancel_scope)
             nursery.cancel_scope.cancel()
+        await stream.aclose()
 
-    async def _answer(self, stream, send_lock: trio.Lock, req: dict) -> None:
-        body = await self.behaviour(self, req)
+    async def _answer(self, stream, send_lock: trio.Lock, req: dict, connection: trio.CancelScope) -> None:
+        try:
+            body = await self.behaviour(self, req)
+        except trio.BrokenResourceError:  # the behaviour asks to drop the connection
+            connection.cancel()
+            return
         if body is None:
             await trio.sleep_forever()
         async with send_lock:
@@ -165,4 +172,139 @@ async def test_nothing_listening_is_unavailable_and_status_names_the_error():
             st = await c.status()
         assert st[dead]["error"] and st[dead]["address"] == dead
         assert st[1] == {"error": "timed out", "address": live.address}
+        nursery.cancel_scope.cancel()
+
+
+# -- what an error says about a write's outcome ----------------------------------------------
+
+
+async def dead_address() -> str:
+    """A loopback port that was free a moment ago: connecting is refused."""
+    with trio.socket.socket() as s:
+        await s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_a_request_over_the_nodes_frame_limit_is_refused_before_it_is_sent():
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, leader, limits={"max_frame_bytes": 1 << 20, "max_entry_bytes": 1 << 19,
+                                           "max_key_bytes": 64})
+        await start(nursery, node)
+        async with Client([node.address], timeout=10) as c:
+            with pytest.raises(ClientError) as info:
+                await c.put("k", b"x" * (2 << 20))
+            assert info.value.code == "too_large" and info.value.maybe_applied is False
+            assert str(2 << 20) in str(info.value) or "2097" in str(info.value)
+            assert str(1 << 20) in str(info.value)
+            assert node.writes() == []
+            await c.put("k", b"small")  # the connection is still good
+        # A node that announces no limits (an older one) gets the default, 16 MiB.
+        old = FakeNode(2, leader)
+        await start(nursery, old)
+        async with Client([old.address], timeout=10) as c:
+            with pytest.raises(ClientError, match="too_large"):
+                await c.put("k", b"x" * (20 << 20))
+            assert old.writes() == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_write_sent_on_a_connection_that_then_breaks_is_a_timeout_with_unknown_outcome():
+    async def breaks_on_writes(node: FakeNode, req: dict) -> dict:
+        if req["op"] == "register":
+            return await leader(node, req)
+        raise trio.BrokenResourceError  # the node "crashes" holding the write: the connection drops
+
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, breaks_on_writes)
+        await start(nursery, node)
+        async with Client([node.address, await dead_address()], timeout=1.0) as c:
+            with pytest.raises(Timeout) as info:
+                await c.put("k", b"v")
+        assert info.value.maybe_applied is True
+        assert "may or may not have been applied" in str(info.value)
+        assert node.writes(), "the write was sent"
+        nursery.cancel_scope.cancel()
+
+
+async def test_nothing_reachable_is_unavailable_and_certainly_not_applied():
+    async with Client([await dead_address(), await dead_address()], timeout=0.5) as c:
+        with trio.fail_after(30):
+            with pytest.raises(Unavailable) as info:
+                await c.put("k", b"v")
+    assert info.value.maybe_applied is False and "not applied" in str(info.value)
+
+
+async def test_one_follower_of_three_reachable_and_no_leader_says_no_quorum_not_applied():
+    async def leaderless(node: FakeNode, req: dict) -> dict:
+        return {"error": "not_leader", "message": "not the leader (leader is None)", "leader": None,
+                "leader_address": None}
+
+    async with trio.open_nursery() as nursery:
+        alone = FakeNode(1, leaderless)
+        await start(nursery, alone)
+        async with Client([alone.address, await dead_address(), await dead_address()], timeout=1.0) as c:
+            with pytest.raises(Unavailable) as info:
+                await c.put("k", b"v")
+        text = str(info.value)
+        assert "no quorum: 1 of 3 nodes reachable, no leader" in text, text
+        assert "the write was not applied" in text and info.value.maybe_applied is False
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refusal_that_says_maybe_applied_makes_the_outcome_unknown():
+    async def lost_leadership(node: FakeNode, req: dict) -> dict:
+        if req["op"] == "register":
+            return await leader(node, req)
+        return {"error": "not_leader", "message": "leadership lost", "leader": None, "leader_address": None,
+                "maybe_applied": True}
+
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, lost_leadership)
+        await start(nursery, node)
+        async with Client([node.address], timeout=1.0) as c:
+            with pytest.raises(Timeout) as info:
+                await c.put("k", b"v")
+        assert info.value.maybe_applied is True
+        nursery.cancel_scope.cancel()
+
+
+async def test_session_expired_on_a_retry_is_an_unknown_outcome_and_on_a_first_attempt_is_not():
+    attempts = 0
+
+    async def expires(node: FakeNode, req: dict) -> dict:
+        nonlocal attempts
+        if req["op"] == "register":
+            return await leader(node, req)
+        attempts += 1
+        if req["key"] == "retried" and attempts == 1:
+            raise trio.BrokenResourceError  # first attempt: no answer
+        return {"error": "session_expired", "message": "client 7 has no session"}
+
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, expires)
+        await start(nursery, node)
+        async with Client([node.address], timeout=10) as c:
+            with pytest.raises(ClientError) as first:
+                await c.put("fresh", b"v")
+        assert first.value.code == "session_expired" and first.value.maybe_applied is False
+        assert "not applied" in str(first.value)
+        attempts = 0
+        async with Client([node.address], timeout=10) as c:
+            with pytest.raises(ClientError) as retried:
+                await c.put("retried", b"v")
+        assert retried.value.code == "session_expired" and retried.value.maybe_applied is True
+        assert "outcome is unknown" in str(retried.value)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bad_key_is_refused_before_anything_is_sent():
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, leader)
+        await start(nursery, node)
+        async with Client([node.address], timeout=10) as c:
+            for key in ("", "\udcff-not-utf-8"):
+                with pytest.raises(ClientError) as info:
+                    await c.put(key, b"v")
+                assert info.value.code == "bad_request"
+        assert node.writes() == []
         nursery.cancel_scope.cancel()

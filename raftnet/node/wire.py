@@ -83,7 +83,7 @@ class FrameReader:
 
     def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME):
         self._stream = stream
-        self._max = max_frame_bytes
+        self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
 
     async def _fill(self, n: int) -> bool:
@@ -101,8 +101,8 @@ class FrameReader:
         if not await self._fill(4):
             return None
         (length,) = _LEN.unpack_from(self._buf, 0)
-        if length > self._max:
-            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max}")
+        if length > self.max_frame_bytes:
+            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
         if not await self._fill(4 + length):
             raise ProtocolError("connection closed in the middle of a frame")
         body = bytes(self._buf[4 : 4 + length])
@@ -161,9 +161,10 @@ async def accept_hello(stream, reader: FrameReader, *, cluster: str, secret: byt
 
 
 async def send_hello(stream, reader: FrameReader, *, cluster: str | None, secret: bytes | None, role: str,
-                     id: int | None) -> int:  # noqa: A002 - the protocol's name
-    """Answer the server's challenge; returns its node id. ``cluster=None``
-    (clients that were given only addresses) accepts the name it announces."""
+                     id: int | None) -> dict:  # noqa: A002 - the protocol's name
+    """Answer the server's challenge; returns its welcome (``node_id`` and,
+    from nodes that send them, ``limits``). ``cluster=None`` (clients that
+    were given only addresses) accepts the name it announces."""
     challenge = await reader.read()
     if challenge is None or challenge.get("t") != "challenge" or not isinstance(challenge.get("nonce"), bytes):
         raise ProtocolError("expected a challenge from the server")
@@ -180,4 +181,6 @@ async def send_hello(stream, reader: FrameReader, *, cluster: str | None, secret
         raise ProtocolError(f"server refused: {reply.get('message')}")
     if reply.get("t") != "welcome" or not isinstance(reply.get("node_id"), int):
         raise ProtocolError("expected a welcome from the server")
-    return reply["node_id"]
+    if not isinstance(reply.get("limits", {}), dict):
+        raise ProtocolError("the welcome's limits are not a map")
+    return reply
