@@ -33,11 +33,11 @@ def test_cli_put_get_del_cas_and_exit_codes(cluster3):
     assert int(fields["leader"]) in c.ids and int(fields["index"]) >= 2
 
     r = raftnet("get", "greeting", "--cluster", c.cluster_arg)
-    assert (r.returncode, r.stdout) == (0, "hello\n")
+    assert (r.returncode, r.stdout) == (0, "hello")
 
     # The environment variable works as well as --cluster.
     r = raftnet("get", "greeting", env={"RAFTNET_CLUSTER": c.cluster_arg})
-    assert (r.returncode, r.stdout) == (0, "hello\n")
+    assert (r.returncode, r.stdout) == (0, "hello")
 
     r = raftnet("get", "nothing-here", "--cluster", c.cluster_arg)
     assert r.returncode == 1 and "not found" in r.stderr
@@ -49,7 +49,7 @@ def test_cli_put_get_del_cas_and_exit_codes(cluster3):
     r = raftnet("cas", "--absent", "fresh", "new", "--cluster", c.cluster_arg)
     assert r.returncode == 0
     r = raftnet("get", "fresh", "--config", str(c.config))
-    assert (r.returncode, r.stdout) == (0, "new\n")
+    assert (r.returncode, r.stdout) == (0, "new")
 
     r = raftnet("del", "greeting", "--cluster", c.cluster_arg)
     assert (r.returncode, r.stdout) == (0, "OK\n")
@@ -165,7 +165,7 @@ async def test_kill_leader_no_acknowledged_write_lost_then_it_catches_up(cluster
                 assert await pinned.get(k, stale=True) == v, k
         for k in ("k0", "k29", "w0-24", "w7-24"):  # and through the CLI
             r = raftnet("get", k, "--stale", "--config", str(c.config), "--target", str(old))
-            assert (r.returncode, r.stdout) == (0, acknowledged[k].decode() + "\n"), (k, r.stderr)
+            assert (r.returncode, r.stdout) == (0, acknowledged[k].decode()), (k, r.stderr)
 
 
 def test_five_nodes_tolerate_two_failures_not_three(tmp_path):

@@ -1,17 +1,26 @@
 """The client commands: ``put``, ``get``, ``del``, ``cas`` and ``status``.
 
-Each finds the cluster from ``--cluster host:port,...``, ``--config F`` or the
-``RAFTNET_CLUSTER`` environment variable, and the shared secret from
-``--secret-file`` or ``RAFTNET_SECRET`` (never a bare argument: command lines
-are visible to every user of the machine).
+Each finds the cluster from ``--cluster host:port,...`` or ``--config F``
+(either wins over the ``RAFTNET_CLUSTER`` environment variable, which is
+only a default), and the shared secret from ``--secret-file`` or
+``RAFTNET_SECRET`` (never a bare argument: command lines are visible to
+every user of the machine).
+
+Values are bytes: a value given on the command line is stored as the bytes
+the shell passed (``os.fsencode``), ``-`` reads it from stdin and
+``--file`` from a file; ``get`` writes the stored bytes unchanged to a pipe
+or to ``--output`` (on a terminal it adds a newline). ``--json`` prints one
+JSON object on stdout, for errors too.
 
 Exit codes (``exitcodes.py``): 0 success; 1 key not found, cas mismatch or
-other failure; 2 timeout or cluster unavailable; 3 not the leader (with
-``--target``); 64 usage error.
+the request refused; 2 timeout or cluster unavailable (no leader known, for
+``status``); 3 not the leader (with ``--target``); 64 usage error; 130
+interrupted.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -21,8 +30,9 @@ from pathlib import Path
 import click
 import trio
 
-from ..client import Client, NotLeader, Timeout, Unavailable
+from ..client import Client, ClientError, NotLeader, Timeout, Unavailable
 from ..config import ConfigError, load_config
+from ..kv.store import check_key
 from . import exitcodes
 
 
@@ -30,12 +40,13 @@ class Target:
     """Where the command connects, gathered from the shared options."""
 
     def __init__(self, addresses: list[str], ids: dict[str, int], secret: bytes | None, timeout: float,
-                 target: int | None):
+                 target: int | None, as_json: bool):
         self.addresses = addresses
         self.ids = ids  # address -> node id, when a config named them
         self.secret = secret
         self.timeout = timeout
         self.target = target
+        self.as_json = as_json
 
     def client(self) -> Client:
         return Client(self.addresses, timeout=self.timeout, secret=self.secret, target=self.target)
@@ -65,22 +76,25 @@ def _addresses(cluster: str | None, config_path: Path | None) -> tuple[list[str]
             raise click.UsageError(str(exc)) from None
         secret = config.secret.encode() if config.secret else None
         return [n.address for n in config.nodes], {n.address: n.id for n in config.nodes}, secret
+    source = "--cluster" if cluster else "RAFTNET_CLUSTER"
     cluster = cluster or os.environ.get("RAFTNET_CLUSTER")
     if not cluster:
         raise click.UsageError("no cluster given: use --cluster host:port,..., --config F or set RAFTNET_CLUSTER")
     addresses = [a.strip() for a in cluster.split(",") if a.strip()]
+    if not addresses:
+        raise click.UsageError(f"{source} names no address")
     for a in addresses:
         host, sep, port = a.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise click.UsageError(f"bad address {a!r} in the cluster list: expected host:port")
+            raise click.UsageError(f"bad address {a!r} in {source}: expected host:port")
     return addresses, {}, None
 
 
 def cluster_options(fn):
     """The options every client command shares, folded into one ``Target``."""
 
-    @click.option("--cluster", envvar="RAFTNET_CLUSTER", show_envvar=True, metavar="HOST:PORT,...",
-                  help="Node addresses (any subset; the leader is found from there).")
+    @click.option("--cluster", metavar="HOST:PORT,...",
+                  help="Node addresses (any subset; the leader is found from there). Default: $RAFTNET_CLUSTER.")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="Take the node addresses (and secret) from a cluster.toml.")
     @click.option("--target", type=click.IntRange(min=1), metavar="ID",
@@ -89,16 +103,29 @@ def cluster_options(fn):
                   help="Seconds for the whole command, retries included.")
     @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
                   help="File holding the cluster's shared secret (or set RAFTNET_SECRET).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (errors too).")
     @functools.wraps(fn)
-    def wrapper(cluster, config_path, target, timeout, secret_file, **kwargs):
+    def wrapper(cluster, config_path, target, timeout, secret_file, as_json, **kwargs):
         addresses, ids, config_secret = _addresses(cluster, config_path)
         secret = _read_secret(secret_file) or config_secret
-        return fn(Target(addresses, ids, secret, timeout, target), **kwargs)
+        return fn(Target(addresses, ids, secret, timeout, target, as_json), **kwargs)
 
     return wrapper
 
 
-def _run(target: Target, op, write: bool = False):
+def _emit(target: Target, obj: dict) -> None:
+    if target.as_json:
+        click.echo(json.dumps(obj, separators=(",", ":")))
+
+
+def _fail(target: Target, code: int, line: str, **fields) -> None:
+    """One line on stderr (and the same facts as JSON on stdout with --json), then exit."""
+    _emit(target, {"ok": False, **fields, "message": line})
+    click.echo(f"error: {line}", err=True)
+    raise SystemExit(code)
+
+
+def _run(target: Target, op):
     """Run ``op(client)`` and map client errors to exit codes."""
 
     async def main():
@@ -107,46 +134,106 @@ def _run(target: Target, op, write: bool = False):
 
     try:
         return trio.run(main)
-    except NotLeader as exc:
-        click.echo(json.dumps({"error": "not_leader", "leader": exc.leader}, separators=(",", ":")))
-        raise SystemExit(exitcodes.NOT_LEADER) from None
-    except Timeout as exc:
-        unknown = "; the write may or may not have been applied" if write else ""
-        click.echo(f"error: {exc}{unknown}", err=True)
-        raise SystemExit(exitcodes.UNAVAILABLE) from None
-    except Unavailable as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(exitcodes.UNAVAILABLE) from None
+    except BaseException as exc:  # noqa: BLE001 - unwrapped and mapped below; the rest re-raised
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        if isinstance(leaf, NotLeader):
+            click.echo(json.dumps({"error": "not_leader", "leader": leaf.leader}, separators=(",", ":")))
+            raise SystemExit(exitcodes.NOT_LEADER) from None
+        if isinstance(leaf, (Timeout, Unavailable)):
+            _fail(target, exitcodes.UNAVAILABLE, str(leaf), error=leaf.code, maybe_applied=leaf.maybe_applied)
+        if isinstance(leaf, ClientError):
+            _fail(target, exitcodes.FAILURE, str(leaf), error=leaf.code, maybe_applied=leaf.maybe_applied)
+        raise
 
 
-def _show(value: bytes) -> None:
-    out = sys.stdout.buffer
-    out.write(value + b"\n")
-    out.flush()
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside trio's (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _key(key: str) -> str:
+    problem = check_key(key, 1 << 62)  # the node checks the length against its own limit
+    if problem:
+        raise click.UsageError(f"bad KEY: {problem}")
+    return key
+
+
+def _value(value: str | None, path: Path | None, what: str = "VALUE") -> bytes:
+    """The bytes of a value: the argument as the shell passed it, ``-`` for
+    stdin, or the contents of ``--file``."""
+    if path is not None:
+        if value is not None:
+            raise click.UsageError(f"give {what} or --file, not both")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read --file {path}: {exc.strerror}") from None
+    if value is None:
+        raise click.UsageError(f"give {what}, '-' to read it from stdin, or --file PATH")
+    if value == "-":
+        return sys.stdin.buffer.read()
+    return os.fsencode(value)
+
+
+def _json_value(value: bytes) -> dict:
+    out: dict = {"value_base64": base64.b64encode(value).decode()}
+    try:
+        out["value"] = value.decode()
+    except UnicodeDecodeError:
+        out["value"] = None  # not text: use value_base64
+    return out
 
 
 @click.command("put")
 @click.argument("key")
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the value from this file (any bytes).")
 @cluster_options
-def put(target: Target, key: str, value: str) -> None:
-    """Set KEY to VALUE (UTF-8). Prints `OK leader=<id> index=<n>`."""
-    r = _run(target, lambda c: c.put(key, value.encode()), write=True)
-    click.echo(f"OK leader={r.leader} index={r.index}")
+def put(target: Target, key: str, value: str | None, path: Path | None) -> None:
+    """Set KEY to VALUE (or '-' to read stdin, or --file PATH).
+
+    Prints `OK leader=<id> index=<n>`."""
+    key, data = _key(key), _value(value, path)
+    r = _run(target, lambda c: c.put(key, data))
+    _emit(target, {"ok": True, "key": key, "leader": r.leader, "index": r.index})
+    if not target.as_json:
+        click.echo(f"OK leader={r.leader} index={r.index}")
 
 
 @click.command("get")
 @click.argument("key")
 @click.option("--stale", is_flag=True,
               help="Read the local state of the node asked, without confirming leadership: fast, possibly stale.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the value to this file instead of stdout.")
 @cluster_options
-def get(target: Target, key: str, stale: bool) -> None:
-    """Print the value of KEY (exit 1 if it does not exist). Linearizable unless --stale."""
+def get(target: Target, key: str, stale: bool, output: Path | None) -> None:
+    """Print the value of KEY (exit 1 if it does not exist). Linearizable unless --stale.
+
+    To a pipe or --output the bytes are written exactly as stored; on a
+    terminal a newline follows them."""
+    key = _key(key)
     value = _run(target, lambda c: c.get(key, stale=stale))
     if value is None:
-        click.echo(f"not found: {key}", err=True)
-        raise SystemExit(exitcodes.FAILURE)
-    _show(value)
+        _fail(target, exitcodes.FAILURE, f"not found: {key}", error="not_found", key=key, found=False)
+    if output is not None:
+        try:
+            output.write_bytes(value)
+        except OSError as exc:
+            _fail(target, exitcodes.FAILURE, f"cannot write {output}: {exc.strerror}", error="output")
+        _emit(target, {"ok": True, "key": key, "found": True, "bytes": len(value), "output": str(output)})
+        return
+    if target.as_json:
+        _emit(target, {"ok": True, "key": key, "found": True, **_json_value(value)})
+        return
+    out = sys.stdout.buffer
+    out.write(value + (b"\n" if sys.stdout.isatty() else b""))
+    out.flush()
 
 
 @click.command("del")
@@ -154,45 +241,51 @@ def get(target: Target, key: str, stale: bool) -> None:
 @cluster_options
 def delete(target: Target, key: str) -> None:
     """Delete KEY. Prints `OK`, or exits 1 if KEY did not exist."""
-    existed = _run(target, lambda c: c.delete(key), write=True)
+    key = _key(key)
+    existed = _run(target, lambda c: c.delete(key))
     if not existed:
-        click.echo(f"not found: {key}", err=True)
-        raise SystemExit(exitcodes.FAILURE)
-    click.echo("OK")
+        _fail(target, exitcodes.FAILURE, f"not found: {key}", error="not_found", key=key, existed=False)
+    _emit(target, {"ok": True, "key": key, "existed": True})
+    if not target.as_json:
+        click.echo("OK")
 
 
 @click.command("cas")
 @click.argument("key")
 @click.argument("values", nargs=-1, metavar="OLD NEW")
 @click.option("--absent", is_flag=True, help="Expect KEY not to exist (then give only NEW).")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read NEW from this file (then give only OLD, or nothing with --absent).")
 @cluster_options
-def cas(target: Target, key: str, values: tuple[str, ...], absent: bool) -> None:
+def cas(target: Target, key: str, values: tuple[str, ...], absent: bool, path: Path | None) -> None:
     """Set KEY to NEW only if it currently holds OLD (or, with --absent, does not exist).
 
-    Prints `OK`, or exits 1 if the current value differs."""
-    if absent:
-        if len(values) != 1:
-            raise click.UsageError("with --absent give KEY NEW")
-        expected, new = None, values[0]
-    else:
-        if len(values) != 2:
-            raise click.UsageError("give KEY OLD NEW (or --absent KEY NEW)")
-        expected, new = values[0].encode(), values[1]
-    ok = _run(target, lambda c: c.cas(key, expected, new.encode()), write=True)
-    if not ok:
-        click.echo(f"FAILED: {key} does not hold the expected value", err=True)
-        raise SystemExit(exitcodes.FAILURE)
-    click.echo("OK")
+    '-' as NEW reads it from stdin. Prints `OK`, or exits 1 if the current
+    value differs."""
+    key = _key(key)
+    wanted = (0 if absent else 1) + (0 if path else 1)
+    if len(values) != wanted:
+        usage = {(True, False): "KEY NEW", (True, True): "KEY --file PATH", (False, False): "KEY OLD NEW",
+                 (False, True): "KEY OLD --file PATH"}[(absent, path is not None)]
+        raise click.UsageError(f"give {usage}" + ("" if absent else " (or --absent)"))
+    expected = None if absent else os.fsencode(values[0])
+    new = _value(None if path else values[-1], path, "NEW")
+    swapped = _run(target, lambda c: c.cas(key, expected, new))
+    if not swapped:
+        _fail(target, exitcodes.FAILURE, f"{key} does not hold the expected value", error="mismatch", key=key,
+              swapped=False)
+    _emit(target, {"ok": True, "key": key, "swapped": True})
+    if not target.as_json:
+        click.echo("OK")
 
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @cluster_options
-def status(target: Target, as_json: bool) -> None:
+def status(target: Target) -> None:
     """Show every node: role, term, leader, commit, applied, last index, and
     for the leader each follower's match index and lag.
 
-    Exits 2 when no node answered."""
+    Exits 2 when no node answered or none knows a leader."""
     nodes = _run(target, lambda c: c.status())
     rows = []
     for node_id, st in sorted(nodes.items(), key=lambda kv: (isinstance(kv[0], str), str(kv[0]))):
@@ -208,11 +301,17 @@ def status(target: Target, as_json: bool) -> None:
                 for f, m in sorted(st["followers"].items())
             }
         rows.append(row)
-    if as_json:
-        click.echo(json.dumps({"nodes": rows}, separators=(",", ":")))
+    leaders = {r["leader"] for r in rows if r["reachable"] and r.get("leader") is not None}
+    if target.as_json:
+        click.echo(json.dumps({"nodes": rows, "leader": next(iter(leaders)) if len(leaders) == 1 else None},
+                              separators=(",", ":")))
     else:
         _print_table(rows)
     if not any(r["reachable"] for r in rows):
+        click.echo("error: no node answered", err=True)
+        raise SystemExit(exitcodes.UNAVAILABLE)
+    if not leaders:
+        click.echo("error: no leader known to any node that answered", err=True)
         raise SystemExit(exitcodes.UNAVAILABLE)
 
 
