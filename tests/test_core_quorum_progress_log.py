@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftnet.core.log import RaftLog
+from raftnet.core.log import ENTRY_OVERHEAD_BYTES, RaftLog
 from raftnet.core.messages import Entry
 from raftnet.core.progress import Inflights, Progress, ProgressState
 from raftnet.core.quorum import JointConfig, MajorityConfig, VoteResult
@@ -135,7 +135,12 @@ def test_conflict_hint_names_term_and_its_first_index():
 def test_entries_limited_takes_at_least_one():
     log = RaftLog([Entry(1, 1, b"x" * 100), Entry(2, 1, b"y" * 10), Entry(3, 1, b"z")])
     assert [e.index for e in log.entries_limited(1, 50)] == [1]
-    assert [e.index for e in log.entries_limited(2, 11)] == [2, 3]
+    assert [e.index for e in log.entries_limited(2, 11 + 2 * ENTRY_OVERHEAD_BYTES)] == [2, 3]
+
+
+def test_entries_limited_counts_each_entrys_overhead_so_tiny_entries_are_bounded_too():
+    log = RaftLog([Entry(i, 1, b"") for i in range(1, 1001)])
+    assert len(log.entries_limited(1, 10 * ENTRY_OVERHEAD_BYTES)) == 10
 
 
 def test_stable_to_ignores_a_replaced_entry():

@@ -21,6 +21,17 @@ from collections.abc import Iterable, Sequence
 from .messages import Entry
 
 
+# What an entry costs on the wire and on disk beyond its payload: index,
+# term and kind, generously. Counting it bounds an append of many tiny
+# entries by bytes just like an append of one big one (etcd counts the
+# encoded size for the same reason).
+ENTRY_OVERHEAD_BYTES = 32
+
+
+def entry_size(e: Entry) -> int:
+    return len(e.data) + ENTRY_OVERHEAD_BYTES
+
+
 class LogError(Exception):
     """A request that would break the log's invariants: a bug in the caller."""
 
@@ -79,9 +90,9 @@ class RaftLog:
         return self._entries[lo - first : hi - first]
 
     def entries_limited(self, lo: int, max_bytes: int) -> list[Entry]:
-        """Entries from ``lo`` whose payloads total at most ``max_bytes``, but
-        at least one entry if there is any, so progress never stalls on a
-        single large entry."""
+        """Entries from ``lo`` whose sizes (``entry_size``) total at most
+        ``max_bytes``, but at least one entry if there is any, so progress
+        never stalls on a single large entry."""
         first = self.first_index
         start = lo - first
         if start < 0:
@@ -90,7 +101,7 @@ class RaftLog:
         end = start
         entries = self._entries
         while end < len(entries):
-            size = len(entries[end].data)
+            size = entry_size(entries[end])
             if end > start and taken + size > max_bytes:
                 break
             taken += size

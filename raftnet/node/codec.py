@@ -94,10 +94,38 @@ def decode_message(obj) -> Message:
     return cls(**kw)
 
 
+def message_bytes(m: Message) -> bytes:
+    """One message, CBOR-encoded on its own, ready to go into a batch frame."""
+    return cbor2.dumps(encode_message(m))
+
+
+# A raft frame is the CBOR map {"t": "raft", "m": [message, ...]}. Building
+# its bytes around messages encoded one by one lets the sender bound each
+# frame by bytes before it has committed to a message.
+_FRAME_HEAD = b"\xa2\x61t\x64raft\x61m"
+FRAME_OVERHEAD = len(_FRAME_HEAD) + 9  # the map's head and an array header of any length
+
+
+def _array_header(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x80 + n])
+    if n < 1 << 8:
+        return bytes([0x98, n])
+    if n < 1 << 16:
+        return b"\x99" + n.to_bytes(2, "big")
+    return b"\x9a" + n.to_bytes(4, "big")
+
+
+def batch_frame(encoded: list[bytes]) -> bytes:
+    """The frame (length prefix included) carrying messages already encoded
+    by ``message_bytes``."""
+    body = _FRAME_HEAD + _array_header(len(encoded)) + b"".join(encoded)
+    return len(body).to_bytes(4, "big") + body
+
+
 def encode_batch(messages: list[Message]) -> bytes:
     """One frame carrying ``messages`` (length prefix included)."""
-    body = cbor2.dumps({"t": "raft", "m": [encode_message(m) for m in messages]})
-    return len(body).to_bytes(4, "big") + body
+    return batch_frame([message_bytes(m) for m in messages])
 
 
 def decode_batch(frame: dict) -> list[Message]:

@@ -30,7 +30,7 @@ from ..kv.store import KVStore
 from ..storage import Storage
 from .logstore import DiskLogStore, LogStore
 from .peer import PeerLink
-from . import codec, wire
+from . import wire
 from .pending import Pending, RequestFailed, Waiter
 from .server import serve_connection
 from .transport import TcpTransport, Transport
@@ -116,9 +116,9 @@ class Node:
                     peer_id,
                     address,
                     connect=lambda a=address: self._connect_peer(a),
-                    encode=codec.encode_batch,
                     queue_size=self._peer_queue_size,
                     rng=self._rng,
+                    max_frame_bytes=self.max_frame_bytes,
                 )
                 self._links[peer_id] = link
                 nursery.start_soon(link.run)
