@@ -1,17 +1,22 @@
-"""`raftnet inspect`: summary, entries, JSON, --verify, exit codes, read-only."""
+"""`raftnet inspect`: summary, entries, JSON, --verify, exit codes, read-only,
+damage reported instead of dying."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 
 import cbor2
+from click.testing import CliRunner
 
+from raftnet.cli import main
 from raftnet.core.messages import Entry
 from raftnet.core.ready import HardState
-from raftnet.storage import Storage, list_segments
+from raftnet.storage import Storage, list_segments, records as rec, scan
 
 
 def raftnet(*args: str) -> subprocess.CompletedProcess:
@@ -67,3 +72,156 @@ def test_usage_errors_exit_64(tmp_path):
     d = make_dir(tmp_path / "n2")
     assert raftnet("inspect", d, "--entries", "9..3").returncode == 64
     assert raftnet("inspect", d, "--bogus").returncode == 64
+
+
+def flip(path: str, offset: int) -> None:
+    raw = bytearray(open(path, "rb").read())
+    raw[offset] ^= 0x01
+    open(path, "wb").write(bytes(raw))
+
+
+def test_damage_without_verify_dumps_up_to_it_and_exits_0(tmp_path):
+    d = make_dir(tmp_path / "n2")
+    _, scans, _ = scan(d)
+    seg = scans[0]  # not the last segment: damage, not a torn tail
+    flip(seg.path, seg.end - 10)  # inside its last batch
+    r = raftnet("inspect", d, "--json", "--entries", "1..80")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    damage = out["damage"]
+    assert damage["file"] == seg.path and damage["offset"] < seg.end and damage["index"] == seg.last_index
+    assert damage["message"].startswith("corruption: ") and out["all_damage"] == [damage]
+    assert out["verified"] is False and out["last_index"] == seg.last_index - 1
+    assert [e["index"] for e in out["entry_list"]] == list(range(1, seg.last_index))
+    assert (out["term"], out["commit"]) == (3, 80)
+
+    r = raftnet("inspect", d, "--entries", "1..80")
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert f"DAMAGE: {damage['message']}" in r.stdout.splitlines()
+    assert f"index 1..{seg.last_index - 1}" in r.stdout and "term 3  vote 2  commit 80" in r.stdout
+    listed = [int(line.split()[0]) for line in r.stdout.splitlines() if line[:8].strip().isdigit()]
+    assert listed == list(range(1, seg.last_index))
+    warning = r.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: ") and damage["message"] in warning[0]
+
+
+def test_meta_and_hard_state_damage_are_reported_with_the_log_still_shown(tmp_path):
+    d = make_dir(tmp_path / "n2")
+    hs = os.path.join(d, "hardstate")
+    os.truncate(hs, 70)
+    r = raftnet("inspect", d)
+    assert r.returncode == 0, r.stderr
+    assert "hard state unknown" in r.stdout and "index 1..80" in r.stdout
+    assert any(line.startswith("DAMAGE: corruption: ") and "hard state file is truncated" in line
+               for line in r.stdout.splitlines())
+    os.unlink(hs)
+    with open(os.path.join(d, "meta"), "wb") as f:
+        f.write(b"\xff not cbor")
+    out = json.loads(raftnet("inspect", d, "--json").stdout)
+    assert (out["cluster"], out["node_id"], out["term"], out["last_index"]) == (None, None, None, 80)
+    assert [x["reason"] for x in out["all_damage"]][0].startswith("unreadable metadata")
+    assert out["all_damage"][1]["reason"] == "hard state file is missing"
+    r = raftnet("inspect", d, "--verify")
+    assert r.returncode == 4 and "unreadable metadata" in r.stderr.strip().splitlines()[-1]
+
+
+def test_json_reports_every_outcome_as_one_object(tmp_path):
+    def run(*args: str) -> tuple[int, dict]:
+        r = raftnet("inspect", "--json", *args)
+        lines = r.stdout.splitlines()
+        assert len(lines) == 1, r.stdout
+        return r.returncode, json.loads(lines[0])
+
+    d = make_dir(tmp_path / "n2")
+    code, out = run(d, "--verify")
+    assert code == 0 and out["damage"] is None and out["all_damage"] == [] and out["running"] is False
+    code, out = run(str(tmp_path))
+    assert code == 64 and out["error"] == "not_a_data_directory" and "no meta file" in out["message"]
+    code, out = run(d, "--entries", "9..3")
+    assert code == 64 and out["error"] == "usage" and "9..3" in out["message"]
+    _, seg = list_segments(d)[0]
+    flip(seg, 300)
+    code, out = run(d, "--verify")
+    assert code == 4 and out["error"] == "corruption"
+    assert out["file"] == seg and isinstance(out["offset"], int) and out["index"] > 1
+    assert out["message"].startswith(f"corruption: {seg} offset {out['offset']} (index {out['index']})")
+    code, out = run(d)
+    assert code == 0 and out["damage"]["offset"] == out["segments"][0]["used_bytes"]
+
+
+def _mutations(d: str, rng: random.Random):
+    """(description, function damaging a copy of ``d``) for the robustness test."""
+    segs = [os.path.basename(p) for _, p in list_segments(d)]
+    names = segs + ["meta", "hardstate"]
+
+    def truncate(name, at):
+        def f(c):
+            os.truncate(os.path.join(c, name), at)
+        return f"truncate {name} to {at}", f
+
+    def overwrite(name, at, data):
+        def f(c):
+            with open(os.path.join(c, name), "r+b") as fh:
+                fh.seek(at)
+                fh.write(data)
+        return f"write {len(data)} bytes at {at} of {name} ({data[:8].hex()}...)", f
+
+    def replace(name, data):
+        def f(c):
+            with open(os.path.join(c, name), "wb") as fh:
+                fh.write(data)
+        return f"replace {name} with {len(data)} bytes", f
+
+    def remove(name):
+        return f"remove {name}", lambda c: os.unlink(os.path.join(c, name))
+
+    out = [remove("hardstate"), replace(segs[0], b""), replace(segs[-1], b""),
+           replace("wal-00000000000000000040.log", b""), replace(segs[0], rng.randbytes(4096)),
+           replace(segs[-1], rng.randbytes(4096)), replace("meta", rng.randbytes(20)),
+           replace("hardstate", rng.randbytes(128)), replace("meta", cbor2.dumps({"format": 1, "cluster": b"\xff"})),
+           # Right checksums, wrong shapes.
+           replace(segs[-1], rec.frame(cbor2.dumps([rec.SEGMENT, "x"])) + bytes(64)),
+           replace(segs[-1], rec.segment_record(9) + rec.frame(cbor2.dumps([rec.BATCH])) + bytes(64))]
+    for _ in range(30):
+        name = rng.choice(names)
+        size = os.path.getsize(os.path.join(d, name))
+        at = rng.randrange(size)
+        kind = rng.randrange(3)
+        if kind == 0:
+            out.append(truncate(name, at))
+        elif kind == 1:
+            out.append(overwrite(name, at, rng.randbytes(rng.randint(1, 64))))
+        else:
+            out.append(overwrite(name, at, bytes(rng.randint(1, 600))))
+    return out
+
+
+def test_no_file_content_makes_inspect_fail_with_a_traceback(tmp_path):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    base = make_dir(tmp_path / "base")
+    runner = CliRunner()
+    for k, (what, damage) in enumerate(_mutations(base, rng)):
+        d = str(tmp_path / f"case{k}")
+        shutil.copytree(base, d)
+        damage(d)
+        where = f"seed={seed} case {k}: {what}"
+        before = snapshot_files(d)
+        text = runner.invoke(main, ["inspect", d, "--entries", "1..200"])
+        as_json = runner.invoke(main, ["inspect", d, "--json", "--verify"])
+        for r in (text, as_json):
+            assert r.exception is None or isinstance(r.exception, SystemExit), f"{where}: {r.exc_info}"
+            assert "Traceback" not in r.stderr, where
+        assert text.exit_code == 0, f"{where}: {text.stderr}"
+        out = json.loads(as_json.stdout)
+        assert len(as_json.stdout.splitlines()) == 1, where
+        if as_json.exit_code == 0:
+            assert out["damage"] is None and "DAMAGE" not in text.stdout, where
+        else:
+            assert as_json.exit_code == 4 and out["error"] == "corruption", f"{where}: {out}"
+            assert f"DAMAGE: {out['message']}" in text.stdout.splitlines(), where
+        assert snapshot_files(d) == before, f"{where}: inspect modified the directory"
+    # And through the real command line, for a few of them.
+    for k in (0, 4, 9):
+        r = raftnet("inspect", str(tmp_path / f"case{k}"))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

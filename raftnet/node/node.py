@@ -126,7 +126,10 @@ class Node:
             nursery.start_soon(self._ready_loop)
         except BaseException as exc:
             nursery.cancel_scope.cancel()
-            await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                store.close()  # and with it the data directory's lock
             raise
         return self
 

@@ -21,3 +21,20 @@ class Corruption(StorageError):
         if index is not None:
             where += f" (index {index})"
         super().__init__(f"corruption: {where}: {reason}")
+
+
+class DataDirLocked(StorageError):
+    """Another process (or another ``Storage`` in this one) has the data
+    directory open. ``pid`` is the holder's, when its lock file names it."""
+
+    def __init__(self, data_dir: str, pid: int | None, *, readers: bool = False):
+        self.data_dir = data_dir
+        self.pid = pid
+        self.readers = readers
+        if readers:
+            msg = (f"{data_dir} is being read by `raftnet inspect` and was not released in time; "
+                   f"refusing to open it until it finishes")
+        else:
+            holder = f"pid {pid}" if pid is not None else "pid unknown"
+            msg = f"{data_dir} is in use by another process ({holder}); refusing to open it twice"
+        super().__init__(msg)

@@ -2,6 +2,7 @@
 
 Layout of a data directory::
 
+    lock          flock'd by the open Storage, holds its pid (lock.py)
     meta          CBOR {"cluster": name, "node_id": id, "format": 1}
     hardstate     term, vote, commit (hardstate.py)
     wal-00000000000000000001.log   segments, named by their first entry's index
@@ -32,7 +33,7 @@ import cbor2
 
 from ..core.messages import Entry
 from ..core.ready import HardState
-from . import records as rec
+from . import lock as dirlock, records as rec
 from .errors import Corruption, StorageError
 from .hardstate import NAME as HARDSTATE, HardStateFile
 
@@ -91,10 +92,38 @@ class SegmentScan:
 def scan(data_dir: str) -> tuple[list[Entry], list[SegmentScan], int]:
     """Replay every segment in the order written: (entries, per-segment
     scans in that order, batches read). Raises Corruption. Never writes."""
+    entries: list[Entry] = []
+    scans: list[SegmentScan] = []
+    _walk(data_dir, entries, scans)
+    return entries, scans, sum(s.batches for s in scans)
+
+
+def scan_tolerant(data_dir: str) -> tuple[list[Entry], list[SegmentScan], int, Corruption | None]:
+    """``scan`` that stops at the first damage instead of raising: the log
+    replayed up to it, the segments walked (the damaged one last), the
+    batches read, and the ``Corruption`` that ``scan`` (and so recovery)
+    would have raised, or None. For tools; recovery uses ``scan``."""
+    entries: list[Entry] = []
+    scans: list[SegmentScan] = []
+    try:
+        _walk(data_dir, entries, scans)
+    except Corruption as exc:
+        if scans:
+            scans[-1].last_index = _next_index(entries) - 1
+        return entries, scans, sum(s.batches for s in scans), exc
+    return entries, scans, sum(s.batches for s in scans), None
+
+
+def _walk(data_dir: str, entries: list[Entry], scans: list[SegmentScan]) -> None:
+    """Replay into ``entries`` and ``scans``, which hold what was read when
+    Corruption is raised."""
     loaded = []
     for first, path in list_segments(data_dir):
-        with open(path, "rb") as f:
-            buf = f.read()
+        try:
+            with open(path, "rb") as f:
+                buf = f.read()
+        except FileNotFoundError:
+            continue  # deleted since listed (a live node rolled, under a reader)
         try:
             item, offset = rec.read_record(buf, 0)
         except rec.BadRecord as exc:
@@ -103,12 +132,9 @@ def scan(data_dir: str) -> tuple[list[Entry], list[SegmentScan], int]:
             bad = None
         if item is not None and item[0] != rec.SEGMENT:
             raise Corruption(path, 0, None, "segment does not start with a segment header")
-        seq = int(item[1]) if item is not None else -1
+        seq = _number(item, path, 0, None) if item is not None else -1
         loaded.append((seq, first, path, buf, offset, bad))
     loaded.sort(key=lambda t: (t[0], t[1]))
-    entries: list[Entry] = []
-    scans: list[SegmentScan] = []
-    batches = 0
     for k, (seq, first, path, buf, offset, bad) in enumerate(loaded):
         last_segment = k == len(loaded) - 1
         s = SegmentScan(path, first, len(buf))
@@ -132,7 +158,7 @@ def scan(data_dir: str) -> tuple[list[Entry], list[SegmentScan], int]:
                 break
             if item[0] != rec.BATCH:
                 raise Corruption(path, batch_start, _next_index(entries), "expected a batch header")
-            batch_end = batch_start + int(item[1])
+            batch_end = batch_start + _number(item, path, batch_start, _next_index(entries))
             pending: list = []
             try:
                 while True:
@@ -152,11 +178,9 @@ def scan(data_dir: str) -> tuple[list[Entry], list[SegmentScan], int]:
                 raise Corruption(path, batch_start, _next_index(entries), "batch length does not match its header")
             for at, item in pending:
                 _replay(entries, item, path, at)
-            batches += 1
             s.batches += 1
             s.end = offset
         s.last_index = _next_index(entries) - 1
-    return entries, scans, batches
 
 
 def _max_seq(data_dir: str) -> int:
@@ -169,7 +193,7 @@ def _max_seq(data_dir: str) -> int:
         except rec.BadRecord:
             continue
         if item is not None and item[0] == rec.SEGMENT:
-            best = max(best, int(item[1]))
+            best = max(best, _number(item, path, 0, None))
     return best
 
 
@@ -177,9 +201,17 @@ def _next_index(entries: list[Entry]) -> int:
     return entries[-1].index + 1 if entries else 1
 
 
+def _number(item: list, path: str, at: int, index: int | None) -> int:
+    """The integer a header or truncate record carries (its checksum can be
+    right and its shape still wrong)."""
+    if len(item) != 2 or type(item[1]) is not int:
+        raise Corruption(path, at, index, f"malformed record {item!r:.60}")
+    return item[1]
+
+
 def _replay(entries: list[Entry], item: list, path: str, at: int) -> None:
     if item[0] == rec.TRUNCATE:
-        index = int(item[1])
+        index = _number(item, path, at, None)
         if index < 1 or index > _next_index(entries):
             raise Corruption(path, at, index, f"truncate to {index} beyond the log's end {_next_index(entries) - 1}")
         first = entries[0].index if entries else 1
@@ -244,6 +276,7 @@ class Storage:
         self.fsync_warn_seconds = fsync_warn_seconds
         self._entries: list[Entry] = []
         self._hard: HardStateFile | None = None
+        self._lock: dirlock.DirLock | None = None
         self._fd: int | None = None
         self._seg_first = 0
         self._seg_seq = 0
@@ -267,19 +300,30 @@ class Storage:
             log.warning("fsync = \"never\": acknowledged writes are NOT durable; a crash can lose data. "
                         "Use this for benchmarks only.")
         os.makedirs(data_dir, exist_ok=True)
+        # Before anything else in the directory is read: another node may
+        # be writing it (and recovery may repair a tail it is mid-way through).
+        st._lock = dirlock.acquire(data_dir)
+        try:
+            st._open_locked(cluster, node_id)
+        except BaseException:
+            st.close()
+            raise
+        return st
+
+    def _open_locked(self, cluster: str, node_id: int) -> None:
+        data_dir = self.data_dir
         meta_path = os.path.join(data_dir, META)
         if not os.path.exists(meta_path):
             if any(SEGMENT_RE.match(n) or n == HARDSTATE for n in os.listdir(data_dir)):
                 raise StorageError(f"{data_dir} holds WAL files but no {META} file; refusing to guess whose they are")
-            st._create(meta_path, cluster, node_id)
-            return st
+            self._create(meta_path, cluster, node_id)
+            return
         meta = read_meta(data_dir)
         if meta.get("cluster") != cluster:
             raise StorageError(f"{data_dir} belongs to cluster {meta.get('cluster')!r}, not {cluster!r}")
         if meta.get("node_id") != node_id:
             raise StorageError(f"{data_dir} belongs to node {meta.get('node_id')}, not node {node_id}")
-        st._recover()
-        return st
+        self._recover()
 
     def _create(self, meta_path: str, cluster: str, node_id: int) -> None:
         self._hard = HardStateFile(os.path.join(self.data_dir, HARDSTATE), create=True)
@@ -437,3 +481,6 @@ class Storage:
         if self._hard is not None:
             self._hard.close()
             self._hard = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
