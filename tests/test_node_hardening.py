@@ -10,11 +10,14 @@ test_node_bad_input.py.)
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import cbor2
 import pytest
 
-from cluster_harness import Cluster, closed_by_node, frame, handshaken, read_frame, reset
+from cluster_harness import ROOT, Cluster, closed_by_node, frame, handshaken, read_frame, reset
 
 MAX_FRAME = 16 << 20  # the default [limits] max_frame_bytes
 
@@ -199,3 +202,24 @@ def test_a_follower_far_behind_catches_up_through_frames_under_the_limit(tmp_pat
         c.assert_serves()
     finally:
         c.stop_all()
+
+
+# -- a client process killed with requests in flight -----------------------------------------
+
+FLOOD = Path(__file__).parent / "helpers" / "flood_client.py"
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_client_killed_with_many_requests_in_flight_does_not_hurt_the_node(cluster, round_):
+    """SIGKILL with SO_LINGER 0: the node sees a reset while it holds the
+    dead client's writes and reads, on the leader and on a follower."""
+    for node_id in cluster.ids:
+        p = subprocess.Popen([sys.executable, str(FLOOD), str(cluster.ports[node_id]), "itest", "500"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            line = p.stdout.readline()
+            assert line.strip() == "in flight", p.stderr.read()
+        finally:
+            p.kill()
+            p.wait(timeout=10)
+    cluster.assert_serves()
