@@ -40,3 +40,30 @@ def test_core_uses_random_only_as_a_passed_in_generator():
         text = path.read_text()
         for fn in ("random.random(", "random.randint(", "random.choice(", "random.seed(", "random.shuffle("):
             assert fn not in text, f"{path.name} calls {fn}"
+
+
+def test_runtime_code_never_imports_the_simulator_or_the_tests():
+    """node/, storage/, kv/, cli/, the client and config run in production:
+    they import neither ``raftnet.sim`` nor test code (DESIGN.md's arrows)."""
+    root = CORE.parent
+    runtime = [p for sub in ("node", "storage", "kv", "cli") for p in sorted((root / sub).glob("*.py"))]
+    runtime += [root / "client.py", root / "config.py", root / "logs.py", root / "__main__.py"]
+    offenders = []
+    for path in runtime:
+        package = path.parent.relative_to(root.parent).as_posix().replace("/", ".")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                if node.level:
+                    base = base[: len(base) - node.level + 1]
+                    names = [".".join(base + ([node.module] if node.module else []))]
+                else:
+                    names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.startswith(("raftnet.sim", "tests", "cluster_harness", "hypothesis", "pytest")):
+                    offenders.append(f"{path.relative_to(root)}: {name}")
+    assert not offenders, offenders

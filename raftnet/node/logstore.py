@@ -1,4 +1,7 @@
-"""Where a node keeps its log and hard state: a real WAL, or memory for simulation.
+"""Where a node keeps its log and hard state: the WAL, behind an async interface.
+
+The simulator's in-memory store (``raftnet.sim.memstore.MemoryLogStore``)
+implements the same ``LogStore`` protocol; the runtime never imports it.
 
 The node's ready loop calls ``await store.save(hard_state, entries)`` once per
 core ``Ready``: the Ready already gathers every proposal and message that
@@ -16,7 +19,6 @@ import trio
 
 from ..core.messages import Entry
 from ..core.ready import HardState
-from ..sim.disk import SimDisk
 
 
 class LogStore(Protocol):
@@ -56,30 +58,3 @@ class DiskLogStore:
 
     def close(self) -> None:
         self._storage.close()
-
-
-class MemoryLogStore:
-    """The simulator's ``SimDisk`` behind the async interface: what was saved
-    survives a node's "crash" (a test keeps the object and hands it to the
-    restarted node), which is exactly what a real fsync guarantees."""
-
-    def __init__(self, disk: SimDisk | None = None) -> None:
-        self.disk = disk if disk is not None else SimDisk()
-
-    @property
-    def hard_state(self) -> HardState:
-        return self.disk.hard_state
-
-    @property
-    def last_index(self) -> int:
-        return len(self.disk.entries)
-
-    def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self.disk.entries[max(lo, 1) - 1 : max(hi, 1) - 1]
-
-    async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        self.disk.save(hard_state, entries)
-        await trio.lowlevel.checkpoint()
-
-    def close(self) -> None:
-        pass
