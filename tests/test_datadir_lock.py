@@ -57,7 +57,7 @@ def test_a_second_open_is_refused_naming_the_holder_before_it_reads_anything(tmp
     monkeypatch.undo()
     msg = str(info.value)
     assert info.value.pid == os.getpid()
-    assert msg == f"{tmp_path} is in use by another process (pid {os.getpid()}); refusing to open it twice"
+    assert msg == f"{tmp_path} is in use by another process (pid {os.getpid()}): one data directory, one node"
     assert files(tmp_path) == before
     assert not [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()]
     st.close()

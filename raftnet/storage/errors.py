@@ -36,5 +36,5 @@ class DataDirLocked(StorageError):
                    f"refusing to open it until it finishes")
         else:
             holder = f"pid {pid}" if pid is not None else "pid unknown"
-            msg = f"{data_dir} is in use by another process ({holder}); refusing to open it twice"
+            msg = f"{data_dir} is in use by another process ({holder}): one data directory, one node"
         super().__init__(msg)
