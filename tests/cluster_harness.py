@@ -15,6 +15,8 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cbor2
@@ -181,6 +183,18 @@ class Cluster:
             return None
 
         return self.wait_for(leader, f"one leader among {among}", deadline)
+
+
+@contextmanager
+def running_cluster(directory: Path, **kwargs) -> Iterator[Cluster]:
+    """A started cluster with a leader elected, stopped on the way out (for fixtures)."""
+    c = Cluster(directory, **kwargs)
+    c.start_all()
+    try:
+        c.wait_for_leader()
+        yield c
+    finally:
+        c.stop_all()
 
 
 # -- raw protocol access, for the bad-input tests ----------------------------------

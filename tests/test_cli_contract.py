@@ -17,18 +17,13 @@ from click.testing import CliRunner
 from raftnet.cli import main as cli_main
 from raftnet.client import Client, ClientError
 
-from cluster_harness import ROOT, Cluster, raftnet
+from cluster_harness import ROOT, Cluster, raftnet, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cli"), nodes=3)
-    c.start_all()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("cli"), nodes=3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def run_bytes(*args: bytes | str, stdin: bytes = b"", env: dict | None = None) -> subprocess.CompletedProcess:

@@ -208,22 +208,36 @@ async def test_a_request_over_the_nodes_frame_limit_is_refused_before_it_is_sent
         nursery.cancel_scope.cancel()
 
 
+async def failed_put(behaviour: Behaviour, expect: type[ClientError], *, dead: int = 0, timeout: float = 1.0,
+                     key: str = "k") -> tuple[ClientError, FakeNode]:
+    """Put ``key`` through a client of one fake node (plus ``dead`` addresses
+    nothing listens on), expecting it to fail with ``expect``."""
+    async with trio.open_nursery() as nursery:
+        node = FakeNode(1, behaviour)
+        await start(nursery, node)
+        addresses = [node.address] + [await dead_address() for _ in range(dead)]
+        async with Client(addresses, timeout=timeout) as c:
+            with pytest.raises(expect) as info:
+                await c.put(key, b"v")
+        nursery.cancel_scope.cancel()
+    return info.value, node
+
+
+def registering(then: Behaviour) -> Behaviour:
+    """A leader for the session's register, ``then`` for everything else."""
+    async def behave(node: FakeNode, req: dict) -> dict | None:
+        return await leader(node, req) if req["op"] == "register" else await then(node, req)
+
+    return behave
+
+
 async def test_a_write_sent_on_a_connection_that_then_breaks_is_a_timeout_with_unknown_outcome():
-    async def breaks_on_writes(node: FakeNode, req: dict) -> dict:
-        if req["op"] == "register":
-            return await leader(node, req)
+    async def crash_holding_it(node: FakeNode, req: dict) -> dict:
         raise trio.BrokenResourceError  # the node "crashes" holding the write: the connection drops
 
-    async with trio.open_nursery() as nursery:
-        node = FakeNode(1, breaks_on_writes)
-        await start(nursery, node)
-        async with Client([node.address, await dead_address()], timeout=1.0) as c:
-            with pytest.raises(Timeout) as info:
-                await c.put("k", b"v")
-        assert info.value.maybe_applied is True
-        assert "may or may not have been applied" in str(info.value)
-        assert node.writes(), "the write was sent"
-        nursery.cancel_scope.cancel()
+    err, node = await failed_put(registering(crash_holding_it), Timeout, dead=1)
+    assert err.maybe_applied is True and "may or may not have been applied" in str(err)
+    assert node.writes(), "the write was sent"
 
 
 async def test_nothing_reachable_is_unavailable_and_certainly_not_applied():
@@ -239,33 +253,18 @@ async def test_one_follower_of_three_reachable_and_no_leader_says_no_quorum_not_
         return {"error": "not_leader", "message": "not the leader (leader is None)", "leader": None,
                 "leader_address": None}
 
-    async with trio.open_nursery() as nursery:
-        alone = FakeNode(1, leaderless)
-        await start(nursery, alone)
-        async with Client([alone.address, await dead_address(), await dead_address()], timeout=1.0) as c:
-            with pytest.raises(Unavailable) as info:
-                await c.put("k", b"v")
-        text = str(info.value)
-        assert "no quorum: 1 of 3 nodes reachable, no leader" in text, text
-        assert "the write was not applied" in text and info.value.maybe_applied is False
-        nursery.cancel_scope.cancel()
+    err, _ = await failed_put(leaderless, Unavailable, dead=2)
+    assert "no quorum: 1 of 3 nodes reachable, no leader" in str(err), str(err)
+    assert "the write was not applied" in str(err) and err.maybe_applied is False
 
 
 async def test_a_refusal_that_says_maybe_applied_makes_the_outcome_unknown():
     async def lost_leadership(node: FakeNode, req: dict) -> dict:
-        if req["op"] == "register":
-            return await leader(node, req)
         return {"error": "not_leader", "message": "leadership lost", "leader": None, "leader_address": None,
                 "maybe_applied": True}
 
-    async with trio.open_nursery() as nursery:
-        node = FakeNode(1, lost_leadership)
-        await start(nursery, node)
-        async with Client([node.address], timeout=1.0) as c:
-            with pytest.raises(Timeout) as info:
-                await c.put("k", b"v")
-        assert info.value.maybe_applied is True
-        nursery.cancel_scope.cancel()
+    err, _ = await failed_put(registering(lost_leadership), Timeout)
+    assert err.maybe_applied is True
 
 
 async def test_session_expired_on_a_retry_is_an_unknown_outcome_and_on_a_first_attempt_is_not():
@@ -273,28 +272,18 @@ async def test_session_expired_on_a_retry_is_an_unknown_outcome_and_on_a_first_a
 
     async def expires(node: FakeNode, req: dict) -> dict:
         nonlocal attempts
-        if req["op"] == "register":
-            return await leader(node, req)
         attempts += 1
         if req["key"] == "retried" and attempts == 1:
             raise trio.BrokenResourceError  # first attempt: no answer
         return {"error": "session_expired", "message": "client 7 has no session"}
 
-    async with trio.open_nursery() as nursery:
-        node = FakeNode(1, expires)
-        await start(nursery, node)
-        async with Client([node.address], timeout=10) as c:
-            with pytest.raises(ClientError) as first:
-                await c.put("fresh", b"v")
-        assert first.value.code == "session_expired" and first.value.maybe_applied is False
-        assert "not applied" in str(first.value)
-        attempts = 0
-        async with Client([node.address], timeout=10) as c:
-            with pytest.raises(ClientError) as retried:
-                await c.put("retried", b"v")
-        assert retried.value.code == "session_expired" and retried.value.maybe_applied is True
-        assert "outcome is unknown" in str(retried.value)
-        nursery.cancel_scope.cancel()
+    first, _ = await failed_put(registering(expires), ClientError, key="fresh", timeout=10)
+    assert first.code == "session_expired" and first.maybe_applied is False
+    assert "not applied" in str(first)
+    attempts = 0
+    retried, _ = await failed_put(registering(expires), ClientError, key="retried", timeout=10)
+    assert retried.code == "session_expired" and retried.maybe_applied is True
+    assert "outcome is unknown" in str(retried)
 
 
 async def test_a_bad_key_is_refused_before_anything_is_sent():

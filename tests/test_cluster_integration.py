@@ -10,18 +10,13 @@ import trio
 
 from raftnet.client import Client
 
-from cluster_harness import Cluster, raftnet
+from cluster_harness import Cluster, raftnet, running_cluster
 
 
 @pytest.fixture
 def cluster3(tmp_path):
-    c = Cluster(tmp_path, nodes=3)
-    c.start_all()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path, nodes=3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def test_cli_put_get_del_cas_and_exit_codes(cluster3):

@@ -14,7 +14,7 @@ from raftnet.core.messages import Entry
 from raftnet.storage import Corruption, DataDirLocked, Storage, StorageError
 from raftnet.storage import lock as dirlock, wal
 
-from cluster_harness import Cluster, raftnet
+from cluster_harness import raftnet, running_cluster
 
 
 def open_(d) -> Storage:
@@ -188,15 +188,10 @@ def test_inspect_of_a_stopped_node_creates_no_lock_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def node1(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("locked"), nodes=1)
-    c.start_all()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("locked"), nodes=1) as c:
         r = raftnet("put", "before", "1", "--cluster", c.cluster_arg)
         assert r.returncode == 0, r.stderr
         yield c
-    finally:
-        c.stop_all()
 
 
 def test_a_second_serve_of_a_live_node_exits_1_naming_its_pid(node1):

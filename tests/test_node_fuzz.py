@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster_harness import Cluster, frame, handshaken, reset
+from cluster_harness import frame, handshaken, reset, running_cluster
 
 EXAMPLES = 400 if os.environ.get("RAFTNET_LONG") == "1" else 40
 
@@ -68,13 +68,8 @@ cases = st.fixed_dictionaries({
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("fuzz"), nodes=3, log_level="info")
-    c.start_all()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("fuzz"), nodes=3, log_level="info") as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @settings(max_examples=EXAMPLES, deadline=None, print_blob=True,

@@ -17,20 +17,15 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from cluster_harness import ROOT, Cluster, closed_by_node, frame, handshaken, read_frame, reset
+from cluster_harness import ROOT, Cluster, closed_by_node, frame, handshaken, read_frame, reset, running_cluster
 
 MAX_FRAME = 16 << 20  # the default [limits] max_frame_bytes
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("hardening"), nodes=3)
-    c.start_all()
-    try:
-        c.wait_for_leader()
+    with running_cluster(tmp_path_factory.mktemp("hardening"), nodes=3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def request(rid: int, **fields) -> bytes:
