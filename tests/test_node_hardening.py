@@ -113,7 +113,7 @@ PEER_GARBAGE = {
     "not-a-raft-frame": frame({"t": "req", "rid": 1, "op": "status"}),
     "messages-not-a-list": frame({"t": "raft", "m": "nope"}),
     "unknown-message-type": frame({"t": "raft", "m": [[99, 1, 2, 1]]}),
-    "huge-message-type": frame({"t": "raft", "m": [[10**400, 1, 2, 1]]}),
+    "huge-message-type": frame({"t": "raft", "m": [[10**5000, 1, 2, 1]]}),  # str() of it raises ValueError
     "wrong-field-count": frame({"t": "raft", "m": [[5, 1, 2, 1]]}),
     "entries-of-the-wrong-shape": frame({"t": "raft", "m": [[3, 1, 2, 1, 0, 0, [[1, 1]], 0]]}),
     "negative-index": frame({"t": "raft", "m": [[3, 1, 2, 1, -5, 0, [], 0]]}),
