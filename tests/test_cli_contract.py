@@ -181,3 +181,17 @@ def test_no_quorum_status_exits_2_and_a_put_says_it_was_not_applied(tmp_path):
         assert "no quorum: 1 of 3 nodes reachable, no leader" in line and "the write was not applied" in line
     finally:
         c.stop_all()
+
+
+def test_a_crash_inside_serve_is_one_log_line_and_exit_1(tmp_path, monkeypatch):
+    import raftnet.cli.serve as serve_module
+
+    async def crash(config, node_id, data_dir):
+        raise RuntimeError("a bug\nwith detail")
+
+    monkeypatch.setattr(serve_module, "_run", crash)
+    config = Cluster(tmp_path, nodes=1).config
+    r = CliRunner().invoke(cli_main, ["serve", "--config", str(config), "--id", "1", "--log-level", "info"])
+    assert r.exit_code == 1
+    assert r.stderr.strip().endswith("node 1 crashed: RuntimeError: a bug"), r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

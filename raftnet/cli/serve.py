@@ -63,6 +63,12 @@ def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str
             raise SystemExit(exitcodes.FAILURE) from None
         if isinstance(cause, KeyboardInterrupt):
             raise SystemExit(exitcodes.OK) from None
+        if isinstance(cause, Exception):
+            # A bug of ours: one line for the operator; the traceback at debug level.
+            log.critical("node %d crashed: %s: %s", node_id, type(cause).__name__, str(cause).splitlines()[0]
+                         if str(cause) else "(no message)")
+            log.debug("the crash's traceback", exc_info=exc)
+            raise SystemExit(exitcodes.FAILURE) from None
         raise
 
 
