@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import struct
 
 import cbor2
 import pytest
 
-from cluster_harness import Cluster, raftnet
+from cluster_harness import Cluster, frame, raftnet
 
 
 @pytest.fixture
@@ -40,11 +39,6 @@ def raw(port: int, payload: bytes, read_challenge: bool = True) -> bytes:
         except (ConnectionResetError, socket.timeout):
             pass
         return out  # the node closed the connection (recv returned b"")
-
-
-def frame(obj) -> bytes:
-    body = cbor2.dumps(obj)
-    return struct.pack(">I", len(body)) + body
 
 
 def test_garbage_huge_prefix_unknown_type_and_wrong_secret(secured):

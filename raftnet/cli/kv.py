@@ -32,6 +32,7 @@ import trio
 
 from ..client import Client, ClientError, NotLeader, Timeout, Unavailable
 from ..config import ConfigError, load_config
+from ..excgroups import leaf
 from ..kv.store import check_key
 from . import exitcodes
 
@@ -135,24 +136,17 @@ def _run(target: Target, op):
     try:
         return trio.run(main)
     except BaseException as exc:  # noqa: BLE001 - unwrapped and mapped below; the rest re-raised
-        leaf = _leaf(exc)
-        if isinstance(leaf, KeyboardInterrupt):
+        cause = leaf(exc)
+        if isinstance(cause, KeyboardInterrupt):
             raise KeyboardInterrupt from None
-        if isinstance(leaf, NotLeader):
-            click.echo(json.dumps({"error": "not_leader", "leader": leaf.leader}, separators=(",", ":")))
+        if isinstance(cause, NotLeader):
+            click.echo(json.dumps({"error": "not_leader", "leader": cause.leader}, separators=(",", ":")))
             raise SystemExit(exitcodes.NOT_LEADER) from None
-        if isinstance(leaf, (Timeout, Unavailable)):
-            _fail(target, exitcodes.UNAVAILABLE, str(leaf), error=leaf.code, maybe_applied=leaf.maybe_applied)
-        if isinstance(leaf, ClientError):
-            _fail(target, exitcodes.FAILURE, str(leaf), error=leaf.code, maybe_applied=leaf.maybe_applied)
+        if isinstance(cause, (Timeout, Unavailable)):
+            _fail(target, exitcodes.UNAVAILABLE, str(cause), error=cause.code, maybe_applied=cause.maybe_applied)
+        if isinstance(cause, ClientError):
+            _fail(target, exitcodes.FAILURE, str(cause), error=cause.code, maybe_applied=cause.maybe_applied)
         raise
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside trio's (possibly nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _key(key: str) -> str:

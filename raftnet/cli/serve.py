@@ -10,6 +10,7 @@ import click
 import trio
 
 from ..config import ConfigError, load_config
+from ..excgroups import leaf
 from ..logs import FORMATS, LEVELS, setup_logging
 from . import exitcodes
 
@@ -51,7 +52,7 @@ def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str
     try:
         trio.run(_run, config, node_id, data_dir)
     except BaseException as exc:  # noqa: BLE001 - mapped to exit codes below, the rest re-raised
-        cause = _leaf(exc)
+        cause = leaf(exc)
         if isinstance(cause, Corruption):
             log.error("refusing to start: %s", cause)
             raise SystemExit(exitcodes.CORRUPTION) from None
@@ -71,9 +72,3 @@ def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str
             raise SystemExit(exitcodes.FAILURE) from None
         raise
 
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside nested trio exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc

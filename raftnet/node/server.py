@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from ..core.log import LogError
+from ..excgroups import leaf
 from ..core.messages import AppendEntries, Message
 from . import codec, wire
 from .service import handle_request
@@ -51,7 +52,7 @@ async def serve_connection(node: Any, stream: trio.abc.Stream) -> None:
         async with stream:
             await _serve(node, stream, who)
     except* wire.ProtocolError as group:
-        log.warning("connection from %s closed: %s", who, _first(group))
+        log.warning("connection from %s closed: %s", who, leaf(group))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the other side went away (closed or reset); nothing to report
     except* trio.TooSlowError:
@@ -59,14 +60,7 @@ async def serve_connection(node: Any, stream: trio.abc.Stream) -> None:
     except* Exception as group:
         # A bug of ours, triggered by this connection: log it loudly, but
         # losing one connection is better than losing the node.
-        log.error("connection from %s closed by an internal error: %s", who, _first(group), exc_info=group)
-
-
-def _first(group: BaseExceptionGroup) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
+        log.error("connection from %s closed by an internal error: %s", who, leaf(group), exc_info=group)
 
 
 async def _serve(node: Any, stream: trio.abc.Stream, who: str) -> None:

@@ -6,32 +6,14 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
-import cbor2
-
-
-def frame(obj) -> bytes:
-    body = cbor2.dumps(obj)
-    return struct.pack(">I", len(body)) + body
-
-
-def read_frame(sock) -> dict:
-    head = b""
-    while len(head) < 4:
-        head += sock.recv(4 - len(head))
-    n = struct.unpack(">I", head)[0]
-    body = b""
-    while len(body) < n:
-        body += sock.recv(n - len(body))
-    return cbor2.loads(body)
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cluster_harness import frame, handshaken, read_frame  # noqa: E402 - after the path it lives on
 
 port, cluster, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+sock = handshaken(port, cluster=cluster, timeout=30)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-read_frame(sock)  # challenge
-sock.sendall(frame({"t": "hello", "role": "client", "id": None, "cluster": cluster}))
-read_frame(sock)  # welcome
 sock.sendall(frame({"t": "req", "rid": 0, "op": "register"}))
 client = read_frame(sock).get("client")  # None on a follower: its puts are refused, which is fine
 for seq in range(1, count + 1):
