@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import struct
@@ -58,7 +59,7 @@ TEST_TIMING = {"heartbeat_ms": 50, "election_timeout_ms": [300, 600]}  # quick f
 class Cluster:
     def __init__(self, directory: Path, nodes: int = 3, secret: str | None = None, fsync: str = "batch",
                  timing: dict | None = None, log_level: str = "debug", name: str = "itest",
-                 limits: dict | None = None):
+                 limits: dict | None = None, storage: dict | None = None):
         self.dir = directory
         self.ids = list(range(1, nodes + 1))
         self.ports = dict(zip(self.ids, free_ports(nodes)))
@@ -68,7 +69,7 @@ class Cluster:
         raw = {
             "cluster": {"name": name, **({"secret": secret} if secret else {})},
             "nodes": [{"id": i, "address": f"127.0.0.1:{self.ports[i]}"} for i in self.ids],
-            "storage": {"data_dir": "node-{id}", "fsync": fsync},
+            "storage": {"data_dir": "node-{id}", "fsync": fsync, **(storage or {})},
             "timing": TEST_TIMING if timing is None else timing,
             **({"limits": limits} if limits else {}),
         }
@@ -83,7 +84,11 @@ class Cluster:
     def cluster_arg(self) -> str:
         return ",".join(self.addresses)
 
-    def start(self, node_id: int) -> None:
+    def start(self, node_id: int, fsize_limit: int | None = None) -> None:
+        """``fsize_limit``: no file the node writes may grow past this many
+        bytes (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with
+        EFBIG): a full disk, as the node sees it. It bounds the node's log
+        file too."""
         assert node_id not in self.procs or self.procs[node_id].poll() is not None
         log = open(self.dir / f"node-{node_id}.log", "ab")  # noqa: SIM115
         self.procs[node_id] = subprocess.Popen(
@@ -93,6 +98,7 @@ class Cluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
+            preexec_fn=None if fsize_limit is None else lambda: _limit_file_size(fsize_limit),
         )
         log.close()
 
@@ -183,6 +189,11 @@ class Cluster:
             return None
 
         return self.wait_for(leader, f"one leader among {among}", deadline)
+
+
+def _limit_file_size(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from cluster_harness import raftnet, running_cluster
 
 
 def open_(d) -> Storage:
-    return Storage.open(str(d), cluster="lock", node_id=1, segment_size=4096)
+    return Storage.open(str(d), cluster="lock", node_id=1, segment_size=64 * 1024)
 
 
 def filled(d, n: int = 120) -> None:

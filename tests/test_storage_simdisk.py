@@ -21,7 +21,7 @@ ops = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 5)), min_size=1, max
 def test_simdisk_matches_the_wal(ops_list):
     sim = SimDisk()
     with tempfile.TemporaryDirectory() as d:
-        real = Storage.open(d, cluster="p", node_id=1, segment_size=4096, fsync="never")
+        real = Storage.open(d, cluster="p", node_id=1, segment_size=64 * 1024, fsync="never")
         term = 1
         for back, count in ops_list:
             first = max(1, len(sim.entries) + 1 - back)
@@ -31,7 +31,7 @@ def test_simdisk_matches_the_wal(ops_list):
             sim.save(hs, batch)
             real.save(hs, batch)
         real.close()
-        reopened = Storage.open(d, cluster="p", node_id=1, segment_size=4096)
+        reopened = Storage.open(d, cluster="p", node_id=1, segment_size=64 * 1024)
         assert reopened.entries(1, reopened.last_index + 1) == sim.entries
         assert reopened.hard_state == sim.hard_state
         reopened.close()

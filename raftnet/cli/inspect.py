@@ -29,7 +29,7 @@ from ..core.ready import HardState
 from ..storage import Corruption, StorageError, read_meta, scan_tolerant
 from ..storage.hardstate import NAME as HARDSTATE, read_hard_state
 from ..storage.lock import read_lock
-from ..storage.wal import SegmentScan
+from ..storage.scan import SegmentScan, check_commit
 from . import exitcodes
 
 
@@ -153,7 +153,9 @@ def inspect(data_dir: str, entry_range: str | None, as_json: bool, verify: bool)
         click.echo(f"log        {len(entries)} entries, index {first}..{last}, {found.batches} batches{cut}")
         click.echo("snapshot   none")
         for seg in segments:
-            torn = f"  TORN TAIL at offset {seg['torn_tail_at']}" if seg["torn_tail_at"] is not None else ""
+            torn = ""
+            if seg["torn_tail_at"] is not None:
+                torn = f"  TORN TAIL at offset {seg['torn_tail_at']} (a crash mid-write; dropped when the node starts)"
             click.echo(f"  {seg['file']}  seq {seg['seq']}  first {seg['first_index']}  "
                        f"log ends at {seg['log_last_index_after']}  {seg['used_bytes']}/{seg['bytes']} bytes{torn}")
         for e in shown:
@@ -204,6 +206,10 @@ def _read(data_dir: str) -> _Found:
     entries, scans, batches, log_damage = scan_tolerant(data_dir)
     if log_damage is not None:
         damage.append(log_damage)
+    elif hs is not None:
+        short = check_commit(hs.commit, entries, scans)  # a log that lost fsynced entries
+        if short is not None:
+            damage.append(short)
     return _Found(meta, hs, entries, scans, batches, log_damage, damage)
 
 

@@ -47,12 +47,17 @@ def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str
         config.node(node_id)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    from ..storage import Corruption, StorageError
+    from ..storage import Corruption, StorageError, StorageFailed
 
     try:
         trio.run(_run, config, node_id, data_dir)
     except BaseException as exc:  # noqa: BLE001 - mapped to exit codes below, the rest re-raised
         cause = leaf(exc)
+        if isinstance(cause, StorageFailed):
+            # The disk refused a write: stop rather than run on a log that
+            # is not what the core believes it wrote.
+            log.critical("node %d stopped: storage failed: %s", node_id, cause)
+            raise SystemExit(exitcodes.FAILURE) from None
         if isinstance(cause, Corruption):
             log.error("refusing to start: %s", cause)
             raise SystemExit(exitcodes.CORRUPTION) from None

@@ -1,6 +1,6 @@
 """Durable storage: the segmented, checksummed WAL and the hard state file."""
 
-from .errors import Corruption, DataDirLocked, StorageError
+from .errors import Corruption, DataDirLocked, StorageError, StorageFailed
 from .wal import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, Storage, list_segments, read_meta, scan, scan_tolerant
 from .writer import LogWriter
 
@@ -12,6 +12,7 @@ __all__ = [
     "LogWriter",
     "Storage",
     "StorageError",
+    "StorageFailed",
     "list_segments",
     "read_meta",
     "scan",

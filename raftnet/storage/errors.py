@@ -38,3 +38,16 @@ class DataDirLocked(StorageError):
             holder = f"pid {pid}" if pid is not None else "pid unknown"
             msg = f"{data_dir} is in use by another process ({holder}): one data directory, one node"
         super().__init__(msg)
+
+
+class StorageFailed(StorageError):
+    """The disk refused a write or an fsync (full, read-only, I/O error).
+    The storage accepts no more writes: after a failed fsync the file's
+    state is unknown, and retrying could acknowledge what the disk lost."""
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        self.error = error
+        detail = f"[Errno {error.errno}] {error.strerror}" if error.strerror else str(error)
+        super().__init__(f"writing {path} failed: {detail}; this storage accepts no more writes "
+                         f"(nothing was acknowledged that is not on disk)")

@@ -11,10 +11,16 @@ CBOR arrays tagged by their first element:
 * ``[2, batch_bytes]``: batch header: the batch that starts here is
   ``batch_bytes`` long, marker included;
 * ``[3]``: batch marker: the batch before it was written completely;
-* ``[4, seq]``: segment header, the first record of every segment. ``seq``
-  grows with every new segment, so recovery replays segments in the order
-  they were written even when a truncation started a segment whose first
-  index is lower than an older segment's.
+* ``[4, seq, seed]``: segment header, the first record of every segment.
+  ``seq`` grows with every new segment, so recovery replays segments in the
+  order they were written. ``seed`` is drawn at random when the segment is
+  made; every other record of the segment is checksummed with it (the
+  header itself with seed 0). Command bytes are written verbatim and a
+  client chooses them, so without the seed a command could carry bytes
+  that read as a valid record; with it, a record's checksum cannot be
+  forged, and recovery can trust "a valid batch header follows this
+  damage" when it tells corruption from a torn write. (Segments written
+  before the seed existed have ``[4, seq]`` and seed 0.)
 
 A batch is ``header, records..., marker``. Recovery only believes batches
 whose marker it read: a crash mid-write loses the unfinished batch, never
@@ -36,38 +42,45 @@ MAX_RECORD = 1 << 30
 
 ENTRY, TRUNCATE, BATCH, MARKER, SEGMENT = 0, 1, 2, 3, 4
 
-_hash = xxhash.xxh3_64_intdigest
+checksum = _hash = xxhash.xxh3_64_intdigest  # (payload, seed=0) -> u64
 
 
-def frame(payload: bytes) -> bytes:
-    return HEADER.pack(len(payload), _hash(payload)) + payload
+def frame(payload: bytes, seed: int = 0) -> bytes:
+    return HEADER.pack(len(payload), _hash(payload, seed)) + payload
 
 
-def entry_record(e: Entry) -> bytes:
-    return frame(cbor2.dumps([ENTRY, e.index, e.term, int(e.kind), e.data]))
+def entry_record(e: Entry, seed: int = 0) -> bytes:
+    return frame(cbor2.dumps([ENTRY, e.index, e.term, int(e.kind), e.data]), seed)
 
 
-def truncate_record(index: int) -> bytes:
-    return frame(cbor2.dumps([TRUNCATE, index]))
+def truncate_record(index: int, seed: int = 0) -> bytes:
+    return frame(cbor2.dumps([TRUNCATE, index]), seed)
 
 
-MARKER_RECORD = frame(cbor2.dumps([MARKER]))
+def marker_record(seed: int = 0) -> bytes:
+    return frame(cbor2.dumps([MARKER]), seed)
 
 
-def segment_record(seq: int) -> bytes:
-    return frame(cbor2.dumps([SEGMENT, seq]))
+def segment_record(seq: int, seed: int) -> bytes:
+    return frame(cbor2.dumps([SEGMENT, seq, seed]))
 
 
-def batch(records: list[bytes]) -> bytes:
+def segment_seed(header: list) -> int:
+    """The checksum seed a segment header carries (0 for the older ``[4, seq]``)."""
+    return header[2] if len(header) == 3 and type(header[2]) is int and 0 <= header[2] < 1 << 64 else 0
+
+
+def batch(records: list[bytes], seed: int = 0) -> bytes:
     """``records`` wrapped in a header (carrying the batch length) and a marker."""
     body = b"".join(records)
+    marker = marker_record(seed)
     # The header's own size depends on the number it carries: settle it.
-    size = len(body) + len(MARKER_RECORD)
+    size = len(body) + len(marker)
     header_len = 0
     while True:
-        header = frame(cbor2.dumps([BATCH, size + header_len]))
+        header = frame(cbor2.dumps([BATCH, size + header_len]), seed)
         if len(header) == header_len:
-            return header + body + MARKER_RECORD
+            return header + body + marker
         header_len = len(header)
 
 
@@ -75,9 +88,10 @@ class BadRecord(Exception):
     """The bytes at an offset are not a valid record."""
 
 
-def read_record(buf: memoryview | bytes, offset: int) -> tuple[list | None, int]:
+def read_record(buf: memoryview | bytes, offset: int, seed: int = 0) -> tuple[list | None, int]:
     """Decode the record at ``offset``: (payload, next offset). ``(None,
-    offset)`` at the end of written data (a zero length). Raises BadRecord."""
+    offset)`` at a zero length (the end of written data, if only zeros
+    follow: the caller checks). Raises BadRecord."""
     if offset + HEADER_SIZE > len(buf):
         if any(buf[offset:]):
             raise BadRecord("record header cut short by the end of the file")
@@ -91,7 +105,7 @@ def read_record(buf: memoryview | bytes, offset: int) -> tuple[list | None, int]
     if length > MAX_RECORD or end > len(buf):
         raise BadRecord(f"length {length} runs past the end of the file")
     payload = bytes(buf[offset + HEADER_SIZE : end])
-    if _hash(payload) != checksum:
+    if _hash(payload, seed) != checksum:
         raise BadRecord("checksum mismatch")
     try:
         item = cbor2.loads(payload)
