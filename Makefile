@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-long run sweep clean venv
+.PHONY: test test-long run sweep crash-explore clean venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ test-long: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/python -m raftnet.sim --nodes 3 --seeds 1-25000
 	$(BIN)/python -m raftnet.sim --nodes 5 --seeds 25001-50000
+
+# The WAL's crash-state explorer, exhaustive: every crash point of every
+# workload (up to 4096 states each), every sector of every file zeroed and
+# bit-flipped. CI runs a sample (tests/test_storage_explorer.py).
+crash-explore: $(STAMP)
+	$(BIN)/python -m raftnet.storage.explore
 
 # A local 3-node cluster you can talk to (Ctrl-C stops it).
 run: $(STAMP)

@@ -201,10 +201,11 @@ class _Crash(Exception):
 @pytest.mark.parametrize("crash_at", ["rename", "unlink"])
 def test_crash_mid_truncate_never_resurrects_truncated_entries(tmp_path, monkeypatch, crash_at):
     """A truncation below the current segment rolls to a new segment:
-    written as ``.new``, the superseded segments deleted (newest first),
-    then renamed into place. Die at the first delete (the old log) or at
-    the rename (a prefix of the old log): the truncation was never
-    acknowledged, and recovery gives a log without a mix."""
+    written as ``.new``, renamed into place, then the superseded segments
+    are deleted. Die before the rename (the truncation is lost, which is
+    fine: it was never acknowledged) or before the deletes (the superseded
+    segments linger, and recovery skips them); either way recovery gives a
+    log without a mix."""
     st = open_(tmp_path)
     fill(st, 300)
     assert len(list_segments(str(tmp_path))) > 2
@@ -219,11 +220,12 @@ def test_crash_mid_truncate_never_resurrects_truncated_entries(tmp_path, monkeyp
     monkeypatch.setattr(os, crash_at, real)
     st.close()  # the process is gone; only what reached the files counts
     st = open_(tmp_path)
-    if crash_at == "unlink":
-        assert st.last_index == 300
+    if crash_at == "rename":
+        assert st.last_index == 300 and [e.term for e in st.entries(1, 301)] == [1] * 300
     else:
-        assert 119 <= st.last_index < 300
-    assert [e.term for e in st.entries(1, st.last_index + 1)] == [1] * st.last_index
+        assert st.last_index == 120
+        assert st.entries(120, 121)[0] == Entry(120, 2, b"new")
+        assert [e.term for e in st.entries(1, 120)] == [1] * 119
     # And the node goes on from there, across another restart.
     fill(st, 330, term=3)
     st.close()
@@ -240,3 +242,23 @@ def test_a_slow_fsync_and_the_never_policy_are_logged(tmp_path, caplog):
     caplog.clear()
     open_(tmp_path / "never", fsync="never").close()
     assert any("NOT durable" in r.getMessage() for r in caplog.records)
+
+
+def test_a_first_format_directory_is_read_and_upgraded(tmp_path):
+    """Bare CBOR meta, a two-slot hard state, segment headers without a
+    checksum seed (raftnet 0.1): opened, upgraded, and appended to."""
+    from raftnet.storage import explore, hardstate, read_meta
+
+    d = tmp_path / "old"
+    d.mkdir()
+    for path, data in explore.legacy_image().items():
+        (d / os.path.basename(path)).write_bytes(data)
+    st = Storage.open(str(d), cluster=explore.CLUSTER, node_id=explore.NODE, segment_size=SEG)
+    assert st.hard_state == HardState(3, 2, 4) and st.last_index == 6
+    st.save(None, [Entry(7, 3, b"seven")])
+    st.close()
+    assert read_meta(str(d))["format"] == 2
+    assert (d / "hardstate").stat().st_size == hardstate.SIZE
+    st = Storage.open(str(d), cluster=explore.CLUSTER, node_id=explore.NODE, segment_size=SEG)
+    assert st.hard_state == HardState(3, 2, 4) and [e.index for e in st.entries(1, 8)] == list(range(1, 8))
+    st.close()

@@ -29,7 +29,7 @@ from ..core.ready import HardState
 from ..storage import Corruption, StorageError, read_meta, scan_tolerant
 from ..storage.hardstate import NAME as HARDSTATE, read_hard_state
 from ..storage.lock import read_lock
-from ..storage.scan import SegmentScan, check_commit
+from ..storage.replay import SegmentScan, check_commit
 from . import exitcodes
 
 
@@ -116,7 +116,7 @@ def inspect(data_dir: str, entry_range: str | None, as_json: bool, verify: bool)
         segments.append({
             "file": os.path.basename(s.path), "seq": s.seq, "first_index": s.first_index,
             "log_last_index_after": s.last_index, "bytes": s.size, "used_bytes": s.end,
-            "batches": s.batches, "torn_tail_at": s.torn_at,
+            "batches": s.batches, "torn_tail_at": s.torn_at, "superseded": s.superseded, "empty": s.empty,
         })
     summary = {
         "data_dir": os.path.abspath(data_dir),
@@ -156,6 +156,11 @@ def inspect(data_dir: str, entry_range: str | None, as_json: bool, verify: bool)
             torn = ""
             if seg["torn_tail_at"] is not None:
                 torn = f"  TORN TAIL at offset {seg['torn_tail_at']} (a crash mid-write; dropped when the node starts)"
+            if seg["superseded"] or seg["empty"]:
+                why = "wholly truncated by a later segment" if seg["superseded"] else "empty"
+                click.echo(f"  {seg['file']}  seq {seg['seq']}  first {seg['first_index']}  SKIPPED: {why} "
+                           f"(left by a crash; removed when the node starts)")
+                continue
             click.echo(f"  {seg['file']}  seq {seg['seq']}  first {seg['first_index']}  "
                        f"log ends at {seg['log_last_index_after']}  {seg['used_bytes']}/{seg['bytes']} bytes{torn}")
         for e in shown:

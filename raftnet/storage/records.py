@@ -10,7 +10,10 @@ CBOR arrays tagged by their first element:
   (a follower overwriting a conflicting suffix);
 * ``[2, batch_bytes]``: batch header: the batch that starts here is
   ``batch_bytes`` long, marker included;
-* ``[3]``: batch marker: the batch before it was written completely;
+* ``[3, start]``: batch marker: the batch before it, which began at offset
+  ``start`` of its segment, was written completely. The offset lets
+  recovery tell, from a marker alone, that a batch began after a damaged
+  one (``[3]`` in the first format);
 * ``[4, seq, seed]``: segment header, the first record of every segment.
   ``seq`` grows with every new segment, so recovery replays segments in the
   order they were written. ``seed`` is drawn at random when the segment is
@@ -57,8 +60,8 @@ def truncate_record(index: int, seed: int = 0) -> bytes:
     return frame(cbor2.dumps([TRUNCATE, index]), seed)
 
 
-def marker_record(seed: int = 0) -> bytes:
-    return frame(cbor2.dumps([MARKER]), seed)
+def marker_record(seed: int = 0, start: int = 0) -> bytes:
+    return frame(cbor2.dumps([MARKER, start]), seed)
 
 
 def segment_record(seq: int, seed: int) -> bytes:
@@ -70,10 +73,11 @@ def segment_seed(header: list) -> int:
     return header[2] if len(header) == 3 and type(header[2]) is int and 0 <= header[2] < 1 << 64 else 0
 
 
-def batch(records: list[bytes], seed: int = 0) -> bytes:
-    """``records`` wrapped in a header (carrying the batch length) and a marker."""
+def batch(records: list[bytes], seed: int = 0, start: int = 0) -> bytes:
+    """``records`` wrapped in a header (carrying the batch length) and a
+    marker (carrying ``start``, the offset the batch is written at)."""
     body = b"".join(records)
-    marker = marker_record(seed)
+    marker = marker_record(seed, start)
     # The header's own size depends on the number it carries: settle it.
     size = len(body) + len(marker)
     header_len = 0

@@ -35,7 +35,7 @@ from ..core.ready import HardState
 from . import fs as fsmod, records as rec
 from .errors import Corruption, StorageError, StorageFailed
 from .hardstate import NAME as HARDSTATE, HardStateFile, read_hard_state
-from .scan import SEGMENT_RE, SegmentScan, check_commit, list_segments, scan, scan_tolerant, segment_name
+from .replay import SEGMENT_RE, SegmentScan, check_commit, list_segments, scan, scan_tolerant, segment_name
 
 __all__ = ["DEFAULT_SEGMENT_SIZE", "FSYNC_POLICIES", "MIN_SEGMENT_SIZE", "SegmentScan", "Storage",
            "list_segments", "read_meta", "scan", "scan_tolerant", "segment_name"]
@@ -179,6 +179,7 @@ class Storage:
     def _create(self, cluster: str, node_id: int) -> None:
         # The hard state first, meta last: a directory with meta is one recovery trusts.
         self._hard = HardStateFile(self.fs, self._path(HARDSTATE), create=True)
+        self.fs.sync_dir(self.data_dir)
         self._write_meta(cluster, node_id)
         parent = os.path.dirname(os.path.abspath(self.data_dir))
         self.fs.sync_dir(parent)  # the data directory's own entry
@@ -211,7 +212,7 @@ class Storage:
             self._hard.hard_state = HardState(hs.term, hs.vote, self.last_index)
         # Nothing is written before the whole directory has been read and judged.
         self._repair(scans)
-        live = [s for s in scans if not s.empty]
+        live = [s for s in scans if not (s.empty or s.superseded)]
         if live:
             last = live[-1]
             self._file = self.fs.open(last.path)
@@ -230,13 +231,15 @@ class Storage:
                 self.fs.unlink(self._path(name))
                 changed = True
         for s in scans:
-            if s.empty:
-                log.warning("%s: removing an empty segment (a crash before its first write)", s.path)
+            if s.empty or s.superseded:
+                why = "empty (a crash before its first write)" if s.empty else \
+                    "wholly truncated by a later segment (a crash before it was deleted)"
+                log.warning("%s: removing the segment: %s", s.path, why)
                 self.fs.unlink(s.path)
                 changed = True
         if changed:
             self.fs.sync_dir(self.data_dir)
-        last = next((s for s in reversed(scans) if not s.empty), None)
+        last = next((s for s in reversed(scans) if not (s.empty or s.superseded)), None)
         if last is not None and last.torn_at is not None:
             log.warning("%s: dropping a torn last batch at offset %d (the process died mid-write)",
                         last.path, last.torn_at)
@@ -300,7 +303,7 @@ class Storage:
         if first > self.last_index + 1:
             raise StorageError(f"gap: appending index {first} after last index {self.last_index}")
         truncating = first <= self.last_index
-        data = self._batch(entries, truncating, self._seed)
+        data = self._batch(entries, truncating, self._seed, self._offset)
         if self._file is None or self._offset + len(data) > self._seg_size or first < self._seg_first:
             # A truncation below this segment's first index also starts a new
             # segment, so segments stay named by the first index they hold.
@@ -314,10 +317,10 @@ class Storage:
         self._entries.extend(entries)
 
     @staticmethod
-    def _batch(entries: Sequence[Entry], truncating: bool, seed: int) -> bytes:
+    def _batch(entries: Sequence[Entry], truncating: bool, seed: int, start: int) -> bytes:
         records = [rec.truncate_record(entries[0].index, seed)] if truncating else []
         records.extend(rec.entry_record(e, seed) for e in entries)
-        return rec.batch(records, seed)
+        return rec.batch(records, seed, start)
 
     def _sync(self) -> None:
         if self.fsync == "never":
@@ -333,21 +336,23 @@ class Storage:
     def _roll(self, first_index: int, entries: Sequence[Entry], truncating: bool) -> None:
         """Start a new segment holding ``entries`` as its first batch.
 
-        The segment is written under a temporary name and made durable.
-        Then the segments it supersedes (those starting after
-        ``first_index``: a truncation) are deleted newest first, each
-        deletion made durable before the next, so what a crash leaves is
-        always the old log or a prefix of it no shorter than
-        ``first_index - 1``. Only then is it renamed into place (over a
-        superseded segment of the same name, if there is one) and the
-        directory fsynced. Replaying in ``seq`` order gives the right log
-        from every intermediate state."""
+        The segment is written under a temporary name, made durable, and
+        renamed into place (over a segment of the same name, when a
+        truncation starts exactly where one did); the directory is fsynced.
+        Only then are the segments it supersedes (those starting after
+        ``first_index``: a truncation) deleted, and the directory fsynced
+        again. A crash before the rename leaves the old log; after it,
+        recovery skips any superseded segment still there (a segment
+        written later that starts at or before another's first index
+        supersedes all of it), so replaying in ``seq`` order gives the new
+        log. Deleting first would be wrong: a superseded segment may hold
+        the truncate record that hides entries of an earlier one."""
         if self._file is not None:
             self._file.close()
             self._file = None
         seq, seed = self._seg_seq + 1, self._rng.getrandbits(64)
         header = rec.segment_record(seq, seed)
-        data = self._batch(entries, truncating, seed)
+        data = self._batch(entries, truncating, seed, len(header))
         size = max(self.segment_size, len(header) + len(data) + rec.HEADER_SIZE)
         path = self._path(segment_name(first_index))
         tmp = path + ".new"
@@ -359,17 +364,19 @@ class Storage:
             if self.fsync != "never":
                 f.sync()  # the data and the allocation
                 self.fsyncs += 1
-            for seg_first, seg_path in reversed(list_segments(self.data_dir, self.fs)):
-                if seg_first > first_index:
-                    self.fs.unlink(seg_path)
-                    self.fs.sync_dir(self.data_dir)
             self.fs.rename(tmp, path)
             self.fs.sync_dir(self.data_dir)
         except BaseException:
             f.close()
             raise
+        # The new segment is in place, whatever happens next.
         self._file, self._seg_first, self._seg_size, self._offset = f, first_index, size, len(header) + len(data)
         self._seg_seq, self._seed = seq, seed
+        superseded = [p for first, p in list_segments(self.data_dir, self.fs) if first > first_index]
+        for seg_path in superseded:
+            self.fs.unlink(seg_path)
+        if superseded:
+            self.fs.sync_dir(self.data_dir)
 
     def close(self) -> None:
         if self._file is not None:

@@ -9,10 +9,12 @@ its new bytes or the zeros the preallocated segment had. So damage in the
 batch at ``start`` is a torn write only if all of these hold:
 
 * it is in the last segment (a segment is fsynced whole before it is renamed
-  into place, and segments are only ever appended to);
-* no valid batch header follows it (one that does proves a later save
-  began, so this batch had been fsynced); batch headers are checksummed
-  with the segment's random seed, so a command's bytes cannot fake one;
+  into place, and segments are only ever appended to; segments a later
+  truncation superseded are skipped: a crash may have kept them);
+* no valid batch header follows it, nor a marker closing a batch that began
+  after it (either proves a later save began, so this batch had been
+  fsynced); records are checksummed with the segment's random seed, so a
+  command's bytes cannot fake one;
 * when the batch's own header is intact, only zeros follow its extent;
 * the first record that fails shows how the write was cut: it overlaps a
   sector that is all zeros from the batch's start on (a sector that was
@@ -24,8 +26,10 @@ batch at ``start`` is a torn write only if all of these hold:
   marker that follows every record shows the batch was written past it.
 
 What no format can tell apart from a torn write, and is dropped as one: a
-sector of the newest batch that the disk lost (zeroed) after acknowledging
-it, and a flipped bit inside the newest batch's 14-byte marker. Recovery
+sector the disk lost (zeroed) after acknowledging it that holds part of the
+newest batch and nothing of a later one (the batches it drops are exactly
+those a torn write of the first of them would), and a flipped bit inside
+the newest batch's marker. Recovery
 catches these only when the hard state's commit index covers the dropped
 entries (``check_commit``).
 """
@@ -42,8 +46,8 @@ from .errors import Corruption
 
 SECTOR = 512
 SEGMENT_RE = re.compile(r"^wal-(\d{20})\.log$")
-# A batch header record: a length of 3..11 bytes, the checksum, CBOR [2, n].
-_BATCH_HEADER = re.compile(rb"\x00\x00\x00[\x03-\x0b].{8}\x82\x02", re.DOTALL)
+# A batch header or marker record: a length of 3..11 bytes, the checksum, CBOR [2, n] or [3, n].
+_HEADER_OR_MARKER = re.compile(rb"\x00\x00\x00[\x03-\x0b].{8}\x82[\x02\x03]", re.DOTALL)
 
 
 def segment_name(first_index: int) -> str:
@@ -63,7 +67,8 @@ class SegmentScan:
     """What recovery learnt from one segment."""
 
     __slots__ = ("path", "first_index", "end", "torn_at", "torn_end", "size", "seq", "seed", "last_index",
-                 "batches", "empty")
+                 "batches", "last_batch", "empty",
+                 "superseded")
 
     def __init__(self, path: str, first_index: int, size: int):
         self.path = path
@@ -76,7 +81,9 @@ class SegmentScan:
         self.seed = 0
         self.last_index = 0  # the log's last index once this segment is replayed
         self.batches = 0
+        self.last_batch = 0  # offset of the last complete batch
         self.empty = False  # all zeros: a file a crash left before its first write
+        self.superseded = False  # wholly truncated by a later segment; a crash kept it from being deleted
 
 
 def scan(data_dir: str, fs=fsmod.OS) -> tuple[list[Entry], list[SegmentScan], int]:
@@ -130,11 +137,11 @@ def _walk(data_dir: str, fs, entries: list[Entry], scans: list[SegmentScan]) -> 
     order = list(_in_write_order(data_dir, fs))
     for k, (s, view, offset, bad) in enumerate(order):
         scans.append(s)
-        if s.empty:
+        if s.empty or s.superseded:
             continue
         if bad is not None:
             raise Corruption(s.path, 0, _next_index(entries), f"unreadable segment header ({bad})")
-        last = all(t[0].empty for t in order[k + 1 :])
+        last = all(t[0].empty or t[0].superseded for t in order[k + 1 :])
         _replay_segment(s, view, offset, last, entries)
         s.last_index = _next_index(entries) - 1
 
@@ -168,6 +175,13 @@ def _in_write_order(data_dir: str, fs) -> Iterator[tuple[SegmentScan, memoryview
         else:
             unknown.append((s, view, offset, bad))
     known.sort(key=lambda t: (t[0].seq, t[0].first_index))
+    # A segment written later that starts at or before this one's first
+    # index was a truncation to that index: it supersedes all of this one.
+    lowest = None
+    for s, *_ in reversed(known):
+        if lowest is not None and lowest <= s.first_index:
+            s.superseded = True
+        lowest = s.first_index if lowest is None else min(lowest, s.first_index)
     placed: list[tuple[float, int, tuple]] = [(float(k), 0, t) for k, t in enumerate(known)]
     for t in unknown:
         before = [k for k, u in enumerate(known) if u[0].first_index < t[0].first_index]
@@ -193,7 +207,7 @@ def _replay_segment(s: SegmentScan, view: memoryview, offset: int, last: bool, e
         for at, item in records:
             _replay(entries, item, s.path, at)
         s.batches += 1
-        s.end = offset
+        s.last_batch, s.end = start, offset
 
 
 # -- one batch --------------------------------------------------------------------------------
@@ -232,6 +246,8 @@ def _read_batch(view: memoryview, start: int, seed: int) -> tuple[list, int] | N
         if item is None:
             raise _Bad(at, at + rec.HEADER_SIZE, "the batch ends without its marker", batch_end)
         if item[0] == rec.MARKER:
+            if len(item) > 1 and item[1] != start:
+                raise _Bad(at, offset, f"the marker closes a batch at offset {item[1]!r:.20}", batch_end, certain=True)
             break
         if item[0] in (rec.BATCH, rec.SEGMENT):
             raise _Bad(at, offset, "a header inside a batch", batch_end, certain=True)
@@ -250,8 +266,8 @@ def _torn_or_damaged(s: SegmentScan, view: memoryview, start: int, bad: _Bad, la
         why = "a well-formed record out of place"
     elif not last:
         why = "in a segment that was complete before the next one began"
-    elif _later_batch(view, start + 1, s.seed):
-        why = "a valid batch follows it"
+    elif _later_batch(view, start, s.seed):
+        why = "a later batch's header or marker follows it"
     elif bad.batch_end is not None and not _zero(view, min(bad.batch_end, len(view))):
         why = "data follows the batch"
     elif not _missing_sector(view, start, bad.at, bad.hi) and _data_end(view, start) > bad.hi:
@@ -287,12 +303,19 @@ def _missing_sector(view: memoryview, floor: int, lo: int, hi: int) -> bool:
 
 
 def _later_batch(view: memoryview, start: int, seed: int) -> bool:
-    for m in _BATCH_HEADER.finditer(view, start):
+    """Is there a valid batch header after ``start``, or a marker closing a
+    batch that began after it? Either proves a later save began, so the
+    batch at ``start`` had been fsynced. (Seeded checksums: no command's
+    bytes can pass for one.)"""
+    for m in _HEADER_OR_MARKER.finditer(view, start + 1):
         try:
             item, _ = rec.read_record(view, m.start(), seed)
         except rec.BadRecord:
             continue
-        if item is not None and item[0] == rec.BATCH:
+        if item is None:
+            continue
+        if item[0] == rec.BATCH or (item[0] == rec.MARKER and len(item) == 2 and type(item[1]) is int
+                                    and item[1] > start):
             return True
     return False
 
