@@ -5,11 +5,12 @@ operation may leave, and on states with a disk fault injected.
     python -m raftnet.storage.explore [--states-per-point N] [--faults N] [--seed S] [--workload NAME]
 
 For each crash state the storage must open (a crash alone never justifies
-a refusal), with a log that is the one the last acknowledged save left (or
-the one the save in flight would leave; or, while a truncating save is in
-flight, a prefix of the old log no shorter than the truncation point), term
-and vote those of the last acknowledged save (or of the one in flight), and
-it must then take more appends and open again with them.
+a refusal), with exactly the log the last acknowledged save left or the one
+the save in flight would leave (a batch is all or nothing, a truncation
+too), and term and vote those of the last acknowledged save or of the one
+in flight; so must every state a second crash leaves in the middle of
+recovery's own repairs; and it must then take more appends and open again
+with them.
 
 For each disk fault (a zeroed sector, or a flipped bit, in any file) the
 storage must refuse with ``Corruption`` or recover the full log and the
@@ -185,7 +186,6 @@ class Mark:
     end: int
     log: tuple
     vote: tuple  # (term, vote)
-    truncates_at: int | None
     wrote: bool  # it had entries: one batch
 
 
@@ -212,14 +212,13 @@ def record(steps: list, seed: int, base: dict[str, bytes] | None = None) -> Reco
             st = _open(fs, rng)
             assert tuple(st.entries(1, st.last_index + 1)) == log, "a clean restart changed the log"
             continue
-        truncates = step.entries[0].index if step.entries and step.entries[0].index <= len(log) else None
         start = len(fs.ops)
         st.save(step.hard_state, step.entries)
         if step.entries:
             log = log[: step.entries[0].index - 1] + tuple(step.entries)
         if step.hard_state is not None:
             vote = (step.hard_state.term, step.hard_state.vote)
-        r.marks.append(Mark(start, len(fs.ops), log, vote, truncates, bool(step.entries)))
+        r.marks.append(Mark(start, len(fs.ops), log, vote, bool(step.entries)))
     st.close()
     return r
 
@@ -228,20 +227,17 @@ def _open(fs: MemFS, rng: random.Random) -> Storage:
     return Storage.open(DIR, cluster=CLUSTER, node_id=NODE, segment_size=SEG, fs=fs, rng=rng)
 
 
-def allowed(r: Recording, n: int) -> tuple[list[tuple], set[tuple], int | None, tuple]:
-    """For a crash after ``ops[:n]``: the logs allowed exactly, the (term,
-    vote) pairs allowed, the shortest prefix allowed of the old log (when a
-    truncating save is in flight), and that old log."""
+def allowed(r: Recording, n: int) -> tuple[list[tuple], set[tuple]]:
+    """For a crash after ``ops[:n]``: the logs, and the (term, vote) pairs,
+    a recovery may return."""
     done = [m for m in r.marks if m.end <= n]
     log, vote = (done[-1].log, done[-1].vote) if done else (r.initial_log, r.initial_vote)
-    logs, votes, floor = [log], {vote}, None
+    logs, votes = [log], {vote}
     flight = next((m for m in r.marks if m.start < n < m.end), None)
     if flight is not None:
         logs.append(flight.log)
         votes.add(flight.vote)
-        if flight.truncates_at is not None:
-            floor = flight.truncates_at - 1
-    return logs, votes, floor, log
+    return logs, votes
 
 
 # -- checking --------------------------------------------------------------------------------------
@@ -265,9 +261,12 @@ class Report:
         self.failures += other.failures
 
 
-def check_crash_state(r: Recording, n: int, state: dict[str, bytes], rng: random.Random) -> str | None:
-    """None if the state recovers correctly, else what went wrong."""
-    logs, votes, floor, old = allowed(r, n)
+def check_crash_state(r: Recording, n: int, state: dict[str, bytes], rng: random.Random,
+                      nested: int = 8) -> str | None:
+    """None if the state recovers correctly, else what went wrong. Recovery
+    writes (it zeroes a torn tail, deletes leftovers): a crash in the middle
+    of that is checked too, on up to ``nested`` states per operation."""
+    want = allowed(r, n)
     fs = MemFS(state)
     try:
         st = _open(fs, rng)
@@ -276,13 +275,15 @@ def check_crash_state(r: Recording, n: int, state: dict[str, bytes], rng: random
     except Exception as exc:  # noqa: BLE001 - any other failure is a bug
         return f"{type(exc).__name__} opening a crash state: {exc}"
     try:
-        got = tuple(st.entries(1, st.last_index + 1))
-        hs = st.hard_state
-        ok_log = got in logs or (floor is not None and floor <= len(got) <= len(old) and got == old[: len(got)])
-        if not ok_log:
-            return f"recovered log 1..{len(got)} is not one that was acknowledged ({_diff(got, logs[0])})"
-        if (hs.term, hs.vote) not in votes:
-            return f"recovered term/vote {(hs.term, hs.vote)} went back from {sorted(votes, key=str)}"
+        problem = _judge(st, *want)
+        if problem is not None:
+            return problem
+        got, hs = tuple(st.entries(1, st.last_index + 1)), st.hard_state
+        for k in range(1, len(fs.ops)):  # a second crash, during recovery's repairs
+            for again in fs.crash_point(k).states(nested, rng):
+                problem = _reopen_and_judge(again, want, rng)
+                if problem is not None:
+                    return f"crash during recovery (before: {fs.describe(k)}): {problem}"
         # Life goes on: a few more appends (one rolls a segment), a clean restart, all there.
         term = max(hs.term, got[-1].term if got else 0, 1)
         more = [_entry(len(got) + 1, term, 300), _entry(len(got) + 2, term, SEG // 2)]
@@ -299,6 +300,27 @@ def check_crash_state(r: Recording, n: int, state: dict[str, bytes], rng: random
     finally:
         st.close()
     return None
+
+
+def _judge(st: Storage, logs: list[tuple], votes: set[tuple]) -> str | None:
+    got = tuple(st.entries(1, st.last_index + 1))
+    hs = st.hard_state
+    if got not in logs:
+        return f"recovered log 1..{len(got)} is not one that was acknowledged ({_diff(got, logs[0])})"
+    if (hs.term, hs.vote) not in votes:
+        return f"recovered term/vote {(hs.term, hs.vote)} went back from {sorted(votes, key=str)}"
+    return None
+
+
+def _reopen_and_judge(state: dict[str, bytes], want: tuple, rng: random.Random) -> str | None:
+    try:
+        st = _open(MemFS(state), rng)
+    except Corruption as exc:
+        return f"refused: {exc}"
+    try:
+        return _judge(st, *want)
+    finally:
+        st.close()
 
 
 def _diff(got: tuple, want: tuple) -> str:
