@@ -250,12 +250,13 @@ class Report:
     exhaustive_points: int = 0
     faults: int = 0
     refused: int = 0
+    refused_dead: int = 0  # of those, faults only in bytes no recovery needs (the zeros after a log's end)
     intact: int = 0
     undetectable: int = 0
     failures: list[str] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
-        for name in ("crash_points", "crash_states", "exhaustive_points", "faults", "refused", "intact",
+        for name in ("crash_points", "crash_states", "exhaustive_points", "faults", "refused", "refused_dead", "intact",
                      "undetectable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures += other.failures
@@ -353,6 +354,7 @@ def explore_faults(name: str, r: Recording, count: int, rng: random.Random, seed
     want_log, want_vote = r.marks[-1].log, r.marks[-1].vote
     batches = _last_segment_batches(clean)
     entry_marks = [m for m in r.marks if m.wrote]  # one batch each
+    live_ends = {s.path: s.end for s in scan(DIR, clean)[1] if not (s.empty or s.superseded)}
     targets = [(path, sector) for path, data in sorted(final.items()) for sector in range(-(-len(data) // SECTOR))]
     live = [t for t in targets if _nonzero(final[t[0]], t[1])]
     picks = []
@@ -368,8 +370,9 @@ def explore_faults(name: str, r: Recording, count: int, rng: random.Random, seed
         if kind == "zero":
             data[lo:hi] = bytes(hi - lo)
             what = f"zeroed sector {sector} of {path}"
+            first_change = next(k for k in range(lo, hi) if final[path][k]) if any(final[path][lo:hi]) else hi
         else:
-            at = rng.randrange(lo, hi)
+            at = first_change = rng.randrange(lo, hi)
             data[at] ^= 1 << rng.randrange(8)
             what = f"flipped a bit at byte {at} of {path}"
         if bytes(data) == final[path]:
@@ -381,6 +384,7 @@ def explore_faults(name: str, r: Recording, count: int, rng: random.Random, seed
             st = _open(MemFS(state), rng)
         except Corruption:
             rep.refused += 1
+            rep.refused_dead += path in live_ends and first_change >= live_ends[path]
             continue
         except Exception as exc:  # noqa: BLE001
             rep.failures.append(f"seed {seed} workload {name}: {what}: {type(exc).__name__}: {exc}")
@@ -447,7 +451,8 @@ def run(workloads: list[str], per_point: int, faults: int, seed: int, out=sys.st
         rep.add(explore_faults(name, r, faults, rng, seed))
         print(f"{name:12} {len(r.fs.ops):4} ops  {rep.crash_points:4} crash points "
               f"({rep.exhaustive_points} exhaustive)  {rep.crash_states:6} crash states  "
-              f"{rep.faults:5} faults: {rep.refused} refused, {rep.intact} recovered intact, "
+              f"{rep.faults:5} faults: {rep.refused} refused ({rep.refused_dead} in the zeros after the log), "
+              f"{rep.intact} recovered intact, "
               f"{rep.undetectable} undetectable  {len(rep.failures)} failures  "
               f"{time.perf_counter() - t0:.1f}s", file=out)
         total.add(rep)
@@ -471,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crash-state explorer: seed {seed}")
     rep = run(args.workload or [*WORKLOADS, "upgrade"], args.states_per_point, args.faults, seed)
     print(f"total: {rep.crash_points} crash points, {rep.crash_states} crash states, {rep.faults} faults "
-          f"({rep.refused} refused, {rep.intact} recovered intact, {rep.undetectable} undetectable), "
+          f"({rep.refused} refused, {rep.refused_dead} of them for damage only in the zeros after the log; "
+          f"{rep.intact} recovered intact, {rep.undetectable} undetectable), "
           f"{len(rep.failures)} failures")
     for f in rep.failures[:50]:
         print("FAIL", f)
