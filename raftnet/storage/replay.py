@@ -117,7 +117,7 @@ def check_commit(commit: int, entries: list[Entry], scans: list[SegmentScan]) ->
     last = _next_index(entries) - 1
     if commit <= last:
         return None
-    where = scans[-1] if scans else None
+    where = next((s for s in reversed(scans) if not (s.empty or s.superseded)), None)
     path = where.path if where else "(no segment)"
     if where is not None and where.torn_at is not None:
         return Corruption(path, where.torn_at, last + 1,
