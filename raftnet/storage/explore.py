@@ -331,7 +331,8 @@ def _diff(got: tuple, want: tuple) -> str:
     return f"length {len(got)} vs {len(want)}"
 
 
-def explore_crashes(name: str, r: Recording, per_point: int, rng: random.Random, seed: int) -> Report:
+def explore_crashes(name: str, r: Recording, per_point: int, rng: random.Random, seed: int,
+                    nested: int = 8) -> Report:
     rep = Report()
     for n in range(len(r.fs.ops) + 1):
         point = r.fs.crash_point(n)
@@ -339,7 +340,7 @@ def explore_crashes(name: str, r: Recording, per_point: int, rng: random.Random,
         rep.exhaustive_points += point.count <= per_point
         for state in point.states(per_point, rng):
             rep.crash_states += 1
-            problem = check_crash_state(r, n, state, rng)
+            problem = check_crash_state(r, n, state, rng, nested)
             if problem is not None:
                 rep.failures.append(f"seed {seed} workload {name}: crash after op {n} "
                                     f"(before: {r.fs.describe(n)}): {problem}")
@@ -438,7 +439,7 @@ def _nonzero(data: bytes, sector: int) -> bool:
     return any(data[sector * SECTOR : (sector + 1) * SECTOR])
 
 
-def run(workloads: list[str], per_point: int, faults: int, seed: int, out=sys.stdout) -> Report:
+def run(workloads: list[str], per_point: int, faults: int, seed: int, out=sys.stdout, nested: int = 8) -> Report:
     total = Report()
     for name in workloads:
         t0 = time.perf_counter()
@@ -447,7 +448,7 @@ def run(workloads: list[str], per_point: int, faults: int, seed: int, out=sys.st
             r = record([Save(None, [_entry(7, 3, 500)]), Save(HardState(3, 2, 6), [])], seed, base=legacy_image())
         else:
             r = record(WORKLOADS[name](rng), seed)
-        rep = explore_crashes(name, r, per_point, rng, seed)
+        rep = explore_crashes(name, r, per_point, rng, seed, nested)
         rep.add(explore_faults(name, r, faults, rng, seed))
         print(f"{name:12} {len(r.fs.ops):4} ops  {rep.crash_points:4} crash points "
               f"({rep.exhaustive_points} exhaustive)  {rep.crash_states:6} crash states  "
@@ -469,12 +470,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", type=int, default=100000,
                    help="disk faults per workload; at least twice the number of sectors means every "
                         "sector of every file zeroed and bit-flipped once (default 100000)")
+    p.add_argument("--nested", type=int, default=8,
+                   help="crash states checked per operation of recovery's own repairs, for a second crash "
+                        "during recovery (default 8; 0 skips)")
     p.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
     args = p.parse_args(argv)
     logging.getLogger("raftnet.storage").setLevel(logging.CRITICAL)  # recovery's warnings, thousands of times
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     print(f"crash-state explorer: seed {seed}")
-    rep = run(args.workload or [*WORKLOADS, "upgrade"], args.states_per_point, args.faults, seed)
+    rep = run(args.workload or [*WORKLOADS, "upgrade"], args.states_per_point, args.faults, seed,
+              nested=args.nested)
     print(f"total: {rep.crash_points} crash points, {rep.crash_states} crash states, {rep.faults} faults "
           f"({rep.refused} refused, {rep.refused_dead} of them for damage only in the zeros after the log; "
           f"{rep.intact} recovered intact, {rep.undetectable} undetectable), "
