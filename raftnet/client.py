@@ -284,13 +284,19 @@ class Client:
         return self
 
     async def __aexit__(self, *exc_info):
-        for c in self._conns.values():
-            await c.close()
-        self._nursery.cancel_scope.cancel()
-        # The nursery only holds reply readers, which never raise: close it
-        # on its own so an error from the body propagates as itself, not
-        # wrapped in an exception group.
-        await self._nursery_cm.__aexit__(None, None, None)
+        try:
+            # Shielded: a task leaving by cancellation (a timeout around the
+            # block) must still close, or the nursery below is never exited
+            # and trio's cancel scopes are left corrupted.
+            with trio.CancelScope(shield=True):
+                for c in self._conns.values():
+                    await c.close()
+        finally:
+            self._nursery.cancel_scope.cancel()
+            # The nursery only holds reply readers, which never raise: close it
+            # on its own so an error from the body propagates as itself, not
+            # wrapped in an exception group.
+            await self._nursery_cm.__aexit__(None, None, None)
         return False
 
     # -- the API ---------------------------------------------------------------------

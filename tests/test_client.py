@@ -297,3 +297,20 @@ async def test_a_bad_key_is_refused_before_anything_is_sent():
                 assert info.value.code == "bad_request"
         assert node.writes() == []
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_left_by_cancellation_mid_request_closes_cleanly():
+    """A task cancelled while its request waits (a timeout around it, a
+    client killed mid-request) leaves through ``async with Client``: the
+    close must not be cut short by the cancellation, or trio's cancel
+    scopes are left corrupted (found by the Jepsen harness's client-kill)."""
+    async with trio.open_nursery() as nursery:
+        [address] = await start(nursery, FakeNode(1, silent))
+        for _ in range(5):
+            with trio.move_on_after(0.2) as scope:
+                async with Client([address], timeout=10) as client:
+                    await client.put("k", b"v")
+            assert scope.cancelled_caught
+        async with trio.open_nursery() as inner:  # trio's state is intact
+            inner.start_soon(trio.sleep, 0)
+        nursery.cancel_scope.cancel()
