@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-long run sweep crash-explore clean venv
+.PHONY: test test-long run sweep crash-explore jepsen clean venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ sweep: $(STAMP)
 # bit-flipped. CI runs a sample (tests/test_storage_explorer.py).
 crash-explore: $(STAMP)
 	$(BIN)/python -m raftnet.storage.explore
+
+# Jepsen-style campaign: real clusters (3 and 5 nodes alternate) under every
+# fault, 45 minutes of runs; JEPSEN_ARGS adds or overrides flags
+# (e.g. JEPSEN_ARGS="--nodes 5 --nemesis isolate-leader,pause --seed 7").
+jepsen: $(STAMP)
+	$(BIN)/python -m raftnet.jepsen --minutes 45 --duration 60 $(JEPSEN_ARGS)
 
 # A local 3-node cluster you can talk to (Ctrl-C stops it).
 run: $(STAMP)

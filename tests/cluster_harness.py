@@ -23,20 +23,9 @@ from pathlib import Path
 import cbor2
 
 from raftnet.config import parse_config, render_config
+from raftnet.jepsen.cluster import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def raftnet(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

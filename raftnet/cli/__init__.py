@@ -73,12 +73,13 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
+    from .check import check
     from .inspect import inspect
     from .kv import cas, delete, get, put, status
     from .local import local
     from .serve import serve
 
-    for command in (serve, local, put, get, delete, cas, status, inspect):
+    for command in (serve, local, put, get, delete, cas, status, inspect, check):
         main.add_command(command)
 
 
