@@ -23,7 +23,7 @@ from pathlib import Path
 import cbor2
 
 from raftnet.config import parse_config, render_config
-from raftnet.jepsen.cluster import free_ports
+from raftnet.jepsen.cluster import free_ports, stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,15 +102,7 @@ class Cluster:
         p.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        stop_processes(list(self.procs.values()))
 
     def assert_alive(self) -> None:
         dead = {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}

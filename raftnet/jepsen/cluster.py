@@ -124,12 +124,17 @@ class Cluster:
     def stop(self) -> None:
         for i in self.ids:
             self.resume(i)
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        stop_processes(list(self.procs.values()))
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each, wait for all; SIGKILL whoever is still there after 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
