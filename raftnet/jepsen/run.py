@@ -29,6 +29,7 @@ import trio
 
 from ..check import check
 from ..client import Client, ClientError
+from ..excgroups import leaf
 from .cluster import Cluster
 from .nemesis import NEMESES, Nemesis, leader_of
 from .workload import History, Keys, Worker
@@ -68,6 +69,7 @@ async def run(directory: Path, *, nodes: int = 3, duration: float = 20.0, nemese
     crew = [Worker(n, cluster.addresses, cluster.ids, history, keys, random.Random(rng.random()))
             for n in range(workers or 2 * nodes)]
     nemesis = Nemesis(cluster, crew, nemeses or list(NEMESES), random.Random(rng.random()))
+    crashed: list = []
     try:
         async with trio.open_nursery() as nursery:
             for link in cluster.network.links.values():
@@ -85,6 +87,10 @@ async def run(directory: Path, *, nodes: int = 3, duration: float = 20.0, nemese
             await _final_reads(cluster, keys, history, result)
             nursery.cancel_scope.cancel()
         crashed = cluster.exited()  # before we stop them ourselves
+    except* Exception as group:  # the run cannot go on (no leader at all, say): a failed run, kept
+        first = leaf(group)
+        result.problems.append(f"the run stopped: {type(first).__name__}: {first}")
+        crashed = cluster.exited()
     finally:
         cluster.stop()
     if crashed:
