@@ -36,6 +36,8 @@ def batch_offsets(path: str) -> list[int]:
     buf = open(path, "rb").read()
     view = memoryview(buf)
     _, offset = rec.read_record(view, 0)  # the segment header (checksummed without a seed)
+    # (Written to run on the code before the fix too, which had no seeds: that is how
+    # "failed before" was checked.)
     seed = rec.segment_seed(rec.read_record(view, 0)[0]) if hasattr(rec, "segment_seed") else 0
     starts = []
     while True:

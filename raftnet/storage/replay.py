@@ -332,7 +332,7 @@ def _next_index(entries: list[Entry]) -> int:
     return entries[-1].index + 1 if entries else 1
 
 
-def number(item: list, path: str, at: int, index: int | None) -> int:
+def _number(item: list, path: str, at: int, index: int | None) -> int:
     """The integer a header or truncate record carries (its checksum can be
     right and its shape still wrong)."""
     if len(item) != 2 or type(item[1]) is not int:
@@ -342,7 +342,7 @@ def number(item: list, path: str, at: int, index: int | None) -> int:
 
 def _replay(entries: list[Entry], item: list, path: str, at: int) -> None:
     if item[0] == rec.TRUNCATE:
-        index = number(item, path, at, None)
+        index = _number(item, path, at, None)
         if index < 1 or index > _next_index(entries):
             raise Corruption(path, at, index, f"truncate to {index} beyond the log's end {_next_index(entries) - 1}")
         first = entries[0].index if entries else 1
