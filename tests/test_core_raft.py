@@ -456,3 +456,24 @@ def test_messages_from_strangers_are_ignored():
     r = make(1)
     r.step(RequestVote(term=9, src=42, dst=1, last_log_index=0, last_log_term=0))
     assert r.term == 0 and not r.has_ready()
+
+
+def test_a_refused_vote_request_of_a_higher_term_does_not_restart_the_election_timer():
+    """Figure 2: only a current leader's append or a vote we grant resets
+    the election timer. Adopting a higher term from a candidate we refuse
+    must not: a node with a stale log and a fast clock, campaigning without
+    PreVote, would otherwise keep every up-to-date node from ever timing
+    out (simulator seed 287 on 3 nodes, whose skewed clocks did exactly
+    that until the liveness bound ran out)."""
+    voter = make(1, entries=[Entry(1, 1), Entry(2, 2)], hs=HardState(term=2), pre_vote=False)
+    for _ in range(5):
+        voter.tick()
+    assert voter.election_elapsed == 5
+    stale = RequestVote(term=9, src=3, dst=1, last_log_index=1, last_log_term=1)
+    voter.step(stale)
+    assert voter.term == 9 and voter.vote is None
+    assert voter.election_elapsed == 5  # still counting towards its own campaign
+
+    fresh = RequestVote(term=9, src=2, dst=1, last_log_index=2, last_log_term=2)
+    voter.step(fresh)
+    assert voter.vote == 2 and voter.election_elapsed == 0  # a granted vote does reset it

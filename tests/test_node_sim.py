@@ -12,7 +12,7 @@ import trio.testing
 from raftnet.config import parse_config
 from raftnet.kv.store import encode_command
 from raftnet.node import Node
-from raftnet.sim.memstore import MemoryLogStore
+from raftnet.node.logstore import MemoryLogStore
 from raftnet.node.pending import RequestFailed
 from raftnet.node.transport import MemoryNetwork
 

@@ -274,7 +274,13 @@ class Raft:
             if isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
                 return True
             leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+            elapsed = self.election_elapsed if self.role is not Role.LEADER else 0
             self._become_follower(m.term, leader)
+            if isinstance(m, RequestVote):
+                # Figure 2: only a leader's append or a vote we grant restarts
+                # the election timer, not a higher term alone; else a stale
+                # candidate with a fast clock keeps everyone from timing out.
+                self.election_elapsed = elapsed
             return True
         if m.term < self.term:
             if isinstance(m, (AppendEntries, Heartbeat)):

@@ -1,7 +1,8 @@
 """Where a node keeps its log and hard state: the WAL, behind an async interface.
 
-The simulator's in-memory store (``raftnet.sim.memstore.MemoryLogStore``)
-implements the same ``LogStore`` protocol; the runtime never imports it.
+``MemoryLogStore`` keeps the log in memory instead, on the crash-model disk
+of ``raftnet.storage.memdisk`` (the one the simulator uses too): node tests
+run real nodes on it, and a "crash" keeps what a real crash would.
 
 The node's ready loop calls ``await store.save(hard_state, entries)`` once per
 core ``Ready``: the Ready already gathers every proposal and message that
@@ -19,6 +20,7 @@ import trio
 
 from ..core.messages import Entry
 from ..core.ready import HardState
+from ..storage.memdisk import MemoryDisk
 
 
 class LogStore(Protocol):
@@ -58,3 +60,43 @@ class DiskLogStore:
 
     def close(self) -> None:
         self._storage.close()
+
+
+class MemoryLogStore:
+    """A ``MemoryDisk`` behind the async interface. What was saved survives a
+    node's "crash" (a test keeps the object and hands it to the restarted
+    node), as a real fsync guarantees. ``latency`` seconds (trio's clock)
+    pass between the start of each write and its end, so a test can make
+    the node step messages and ticks while a save is in flight."""
+
+    def __init__(self, disk: MemoryDisk | None = None, latency: float = 0.0) -> None:
+        self.disk = disk if disk is not None else MemoryDisk()
+        self.latency = latency
+
+    @property
+    def hard_state(self) -> HardState:
+        return self.disk.hard_state
+
+    @property
+    def last_index(self) -> int:
+        return self.disk.last_index
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        return self.disk.entries[max(lo, 1) - 1 : max(hi, 1) - 1]
+
+    async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        write = self.disk.begin(hard_state, entries)
+        try:
+            if self.latency:
+                await trio.sleep(self.latency)
+            else:
+                await trio.lowlevel.checkpoint()
+        except BaseException:
+            # Cancelled mid-write (the node is stopping): it completes, as a
+            # worker thread's write would.
+            write.finish()
+            raise
+        write.finish()
+
+    def close(self) -> None:
+        pass

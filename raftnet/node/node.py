@@ -26,12 +26,14 @@ import trio
 
 from ..core import ProposalRefused, Raft, RaftConfig, Role
 from ..core.messages import Entry, EntryKind, Message
+from ..core.ready import ReadState
 from ..kv.store import KVStore
 from ..storage import Storage
 from .logstore import DiskLogStore, LogStore
 from .peer import PeerLink
 from . import wire
 from .pending import Pending, RequestFailed, Waiter
+from .readyloop import carry_out
 from .server import serve_connection
 from .transport import TcpTransport, Transport
 
@@ -161,37 +163,32 @@ class Node:
             await self._wake.wait()
             self._wake = trio.Event()
             while raft.has_ready():
-                rd = raft.ready()
-                for m in rd.messages:
-                    self._send(m)
-                if rd.entries or rd.hard_state is not None:
-                    await self._store.save(rd.hard_state, rd.entries)
-                for m in rd.after_persist:
-                    self._send(m)
-                for e in rd.committed_entries:
-                    self._apply(e)
-                for rs in rd.read_states:
-                    self._serve_read(rs.ctx)
-                for ctx in rd.dropped_reads:
-                    self.pending.read_dropped(ctx, raft.leader_id)
-                raft.advance(rd)
+                # Ticks and peer messages keep stepping the core while the
+                # write is in flight; they come out in the next Ready.
+                for write in carry_out(raft, raft.ready(), self):
+                    await self._store.save(write.hard_state, write.entries)
                 self._note_changes()
 
-    def _send(self, m: Message) -> None:
+    # -- carrying out a Ready (readyloop.Effects) ----------------------------------
+
+    def send(self, m: Message) -> None:
         link = self._links.get(m.dst)
         if link is not None:
             link.send(m)
 
-    def _apply(self, e: Entry) -> None:
+    def apply(self, e: Entry) -> None:
         result = None
         if e.kind is EntryKind.NORMAL:
             result = self.state_machine.apply(e.index, e.data)
         self.pending.applied(e.index, e.term, result)
 
-    def _serve_read(self, ctx: int) -> None:
-        waiter = self.pending.read_ready(ctx)
+    def serve_read(self, rs: ReadState) -> None:
+        waiter = self.pending.read_ready(rs.ctx)
         if waiter is not None:
             waiter.resolve(self.state_machine.read(waiter.query))
+
+    def read_dropped(self, ctx: Any) -> None:
+        self.pending.read_dropped(ctx, self.raft.leader_id)
 
     def _note_changes(self) -> None:
         """Log role, term and leader changes; a leader that lost its role

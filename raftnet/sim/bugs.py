@@ -5,8 +5,18 @@ no switch for any of them.
 
 from __future__ import annotations
 
-from ..core import Raft
-from ..core.messages import AppendEntries, AppendEntriesResponse, Entry
+from typing import Any
+
+from ..core import NotLeader, Raft, Role
+from ..core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    HeartbeatResponse,
+    Message,
+    RequestVoteResponse,
+)
+from ..core.ready import HardState
 
 
 class NoPrevLogCheck(Raft):
@@ -51,10 +61,88 @@ class OneStepBacktrack(Raft):
         return max(pr.match + 1, pr.next - 1, 1)
 
 
+class CountOwnUnpersisted(Raft):
+    """A leader counts its own entries towards the commit quorum as soon as
+    it appends them, before its write of them is durable."""
+
+    def _maybe_commit(self) -> None:
+        self.progress[self.id].acknowledged(self.log.last_index)
+        super()._maybe_commit()
+
+
+class AckBeforePersist(Raft):
+    """Append and heartbeat acknowledgements go out with the eager messages,
+    before the entries and term they promise are written."""
+
+    def _send_after_persist(self, m: Message) -> None:
+        if isinstance(m, AppendEntriesResponse | HeartbeatResponse):
+            self._messages.append(m)
+        else:
+            super()._send_after_persist(m)
+
+
+class VoteBeforePersist(Raft):
+    """A vote is granted before the term and vote are written."""
+
+    def _send(self, m: Message) -> None:
+        if isinstance(m, RequestVoteResponse) and m.granted and not m.pre_vote:
+            self._messages.append(m)
+        else:
+            super()._send(m)
+
+
+class ReadIndexWithoutCurrentTermCommit(Raft):
+    """A new leader serves ReadIndex reads before an entry of its own term
+    has committed, so its commit index may lag the true one (§6.4 step 1)."""
+
+    def read_index(self, ctx: Any) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        self._start_read(ctx)
+
+
+class ReadIndexWithoutQuorum(Raft):
+    """A leader serves ReadIndex reads without a heartbeat round confirming
+    it still leads (§6.4 step 2): a deposed leader answers from old state."""
+
+    def _start_read(self, ctx: Any) -> None:
+        self._readonly.confirm_now(self.commit_index, ctx)
+        self._read_states.extend(self._readonly.release(self.applied_index))
+
+
+class ApplyUncommitted(Raft):
+    """A new leader takes everything in its log for committed and applies it
+    ("I won, so my log is the truth"): entries of earlier terms that never
+    reached a quorum are applied, and may be lost to the next leader."""
+
+    def _become_leader(self) -> None:
+        self._commit_to(self.log.last_index)
+        super()._become_leader()
+
+
+class ForgetVoteOnRestart(Raft):
+    """Term and vote are not restored on restart (the node starts in the
+    term of its last log entry, with no vote): it can vote twice in a term."""
+
+    def __init__(self, config, rng, hard_state: HardState = HardState(), entries=(), **kwargs):
+        last_term = entries[-1].term if entries else 0
+        super().__init__(config, rng, HardState(last_term, None, hard_state.commit), entries, **kwargs)
+
+
 BUGS: dict[str, type[Raft]] = {
     "no-prev-log-check": NoPrevLogCheck,
     "commit-prior-term": CommitPriorTerm,
     "vote-without-up-to-date": VoteWithoutUpToDate,
     "truncate-on-match": TruncateOnMatch,
     "one-step-backtrack": OneStepBacktrack,
+    "count-own-unpersisted": CountOwnUnpersisted,
+    "ack-before-persist": AckBeforePersist,
+    "vote-before-persist": VoteBeforePersist,
+    "read-index-without-current-term-commit": ReadIndexWithoutCurrentTermCommit,
+    "read-index-without-quorum": ReadIndexWithoutQuorum,
+    "apply-uncommitted": ApplyUncommitted,
+    "forget-vote-on-restart": ForgetVoteOnRestart,
 }
+
+# Defects that are not unsafe: caught by a cost check instead.
+LIVENESS_BUGS = frozenset({"one-step-backtrack"})

@@ -1,14 +1,24 @@
 """The simulated cluster: N real cores, a faulty network, disks, virtual time.
 
 Everything happens as events on one timeline (a heap ordered by virtual time
-and insertion order): a node's tick, a message's arrival. ``step()`` runs one
-event, carries out every Ready it produced exactly in the order
-``core/ready.py`` documents, and checks every invariant. All randomness
-comes from one ``random.Random(seed)``, so a seed replays a run exactly.
+and insertion order): a node's tick, a message's arrival, the end of a disk
+write. Each node carries out its Ready batches with the node runtime's own
+code (``raftnet/node/readyloop.py``), so the simulated order *is* the real
+one. With a ``Disk`` model a write takes virtual time: while it is in flight
+the node keeps stepping messages and ticks, exactly as the trio node does,
+and a crash in the middle keeps a seeded prefix of it
+(``raftnet/storage/memdisk.py``). Without one (the named scenarios) a write
+completes at once. All randomness comes from one ``random.Random(seed)``, so
+a seed replays a run exactly.
 
 A crash keeps only the node's disk; a restart builds a new core from it.
-With ``crash_in_ready`` > 0 a node may also die in the middle of carrying out
-a Ready: after sending the eager messages, after the save, or mid-apply.
+With ``crash_in_ready`` > 0 a node may also die at any point of carrying out
+a Ready: with its write in flight, after the write, or mid-apply.
+
+Promises are checked where they are made: every message whose promise rests
+on durable state (a vote, a candidacy, an append or heartbeat
+acknowledgement) is checked against the disk when it is sent, and a
+leader's own match index is checked against its disk after every event.
 """
 
 from __future__ import annotations
@@ -16,35 +26,104 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from random import Random
 from typing import Any
 
 from ..core import ProposalRefused, Raft, RaftConfig, Role
-from ..core.messages import AppendEntriesResponse, Entry, EntryKind, Message
-from .disk import SimDisk
+from ..core.messages import (
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+)
+from ..core.ready import ReadState
+from ..node.readyloop import carry_out
+from ..storage.memdisk import MemoryDisk
 from .invariants import Checker, Violation
 from .network import Faults, Network
+from .timeline import Timeline
 
-TICK = 10  # virtual time units between two ticks of one node
+TICK = 10  # virtual time units between two ticks of a node whose clock runs true
 TRACE_TAIL = 40
 
-_TICK, _DELIVER = 0, 1
+_TICK, _DELIVER, _WRITTEN, _CRASH = 0, 1, 2, 3
+
+
+@dataclass(slots=True)
+class Disk:
+    """How long a node's writes take, in virtual time: usually ``fast``
+    (drawn uniformly from 0..fast), with probability ``slow_rate`` up to
+    ``slow`` (a stalled fsync; longer than an election timeout if you like)."""
+
+    fast: int = 2
+    slow_rate: float = 0.0
+    slow: int = 200
+
+    def latency(self, rng: Random) -> int:
+        if self.slow_rate and rng.random() < self.slow_rate:
+            return rng.randint(self.fast, self.slow)
+        return rng.randint(0, self.fast)
+
+
+class _Crashed(Exception):
+    """The node died while carrying out a Ready (raised out of an effect)."""
 
 
 class SimNode:
-    __slots__ = ("id", "disk", "raft", "generation", "applied", "led_term")
+    __slots__ = ("id", "disk", "raft", "generation", "applied", "led_term", "machine", "writing",
+                 "tick_every", "cluster")
 
-    def __init__(self, node_id: int):
+    def __init__(self, node_id: int, cluster: Cluster):
         self.id = node_id
-        self.disk = SimDisk()
+        self.cluster = cluster
+        self.disk = MemoryDisk()
         self.raft: Raft | None = None
         self.generation = 0  # bumps on crash: events of a dead incarnation are void
-        self.applied: list[Entry] = []  # this incarnation's state machine
+        self.applied: list[Entry] = []  # what this incarnation applied
+        self.machine: Any = None  # this incarnation's state machine, if the cluster has one
         self.led_term = 0
+        self.writing = None  # (the Ready's carry_out generator, the disk write) while in flight
+        self.tick_every = TICK  # clock-rate skew: some nodes tick faster or slower
 
     @property
     def alive(self) -> bool:
         return self.raft is not None
+
+    # -- readyloop.Effects ---------------------------------------------------------
+
+    def send(self, m: Message) -> None:
+        c = self.cluster
+        c.promise_kept(self, m)
+        if isinstance(m, AppendEntriesResponse):
+            c.checker.acknowledged(m)
+        c.send(m)
+
+    def apply(self, e: Entry) -> None:
+        c = self.cluster
+        c.maybe_crash(self, f"before applying {e.index}")
+        self.applied.append(e)
+        c.checker.applied_entry(self.id, e)
+        result = None
+        if self.machine is not None and e.kind is EntryKind.NORMAL:
+            result = self.machine.apply(e.index, e.data)
+        if c.on_apply is not None:
+            c.on_apply(self.id, e, result)
+
+    def serve_read(self, rs: ReadState) -> None:
+        c = self.cluster
+        c.checker.read_served(self.id, rs)
+        if c.on_read is not None:
+            c.on_read(self.id, rs)
+
+    def read_dropped(self, ctx: Any) -> None:
+        c = self.cluster
+        c.checker.read_dropped(ctx)
+        if c.on_read_dropped is not None:
+            c.on_read_dropped(self.id, ctx)
 
 
 class Cluster:
@@ -56,6 +135,8 @@ class Cluster:
         faults: Faults | None = None,
         raft_class: type[Raft] = Raft,
         crash_in_ready: float = 0.0,
+        disk: Disk | None = None,
+        machine: Callable[[], Any] | None = None,
         election_tick: int = 10,
         heartbeat_tick: int = 1,
         pre_vote: bool = True,
@@ -63,6 +144,7 @@ class Cluster:
         max_inflight_msgs: int = 16,
         max_size_per_msg: int = 4096,
         trace: Callable[[str], None] | None = None,
+        timeline: bool = False,
     ):
         self.seed = seed
         self.rng = Random(seed)
@@ -70,6 +152,8 @@ class Cluster:
         self.net = Network(self.rng, faults or Faults.reliable())
         self.raft_class = raft_class
         self.crash_in_ready = crash_in_ready
+        self.disk_model = disk
+        self.machine_factory = machine
         self.config = dict(
             election_tick=election_tick,
             heartbeat_tick=heartbeat_tick,
@@ -78,14 +162,21 @@ class Cluster:
             max_inflight_msgs=max_inflight_msgs,
             max_size_per_msg=max_size_per_msg,
         )
-        self.nodes = {i: SimNode(i) for i in self.ids}
+        self.nodes = {i: SimNode(i, self) for i in self.ids}
         self.checker = Checker()
+        self.checker.logs = self._log_of
         self.now = 0
         self.steps = 0
         self._events: list[tuple[int, int, int, Any, int]] = []
         self._seq = 0
         self.tail: deque = deque(maxlen=TRACE_TAIL)
         self._trace = trace
+        self.timeline = Timeline(seed, self.ids) if timeline else None
+        # What a workload listens to (clients.py).
+        self.on_apply: Callable[[int, Entry, Any], None] | None = None
+        self.on_read: Callable[[int, ReadState], None] | None = None
+        self.on_read_dropped: Callable[[int, Any], None] | None = None
+        self.on_event: Callable[[], None] | None = None  # after every event
         for i in self.ids:
             self.restart(i)
 
@@ -108,23 +199,31 @@ class Cluster:
         at, _, kind, payload, generation = heapq.heappop(self._events)
         self.now = at
         self.steps += 1
-        if kind == _TICK:
-            node = self.nodes[payload]
-            if node.generation != generation:
-                return True  # a tick of an incarnation that crashed
-            self._push(at + TICK, _TICK, payload, generation)
-            node.raft.tick()
-            self._run(node)
-        else:
+        if kind == _DELIVER:
             m: Message = payload
             node = self.nodes[m.dst]
             if not node.alive or not self.net.can_deliver(m):
                 return True
             self.net.delivered += 1
             self._note("deliver", m)
+            self.checker.delivering(node.raft, m)
             node.raft.step(m)
-            self._run(node)
-        self.check()
+            self.checker.delivered(node.raft, m)
+        else:
+            node = self.nodes[payload]
+            if node.generation != generation:
+                return True  # an event of an incarnation that crashed
+            if kind == _TICK:
+                self._push(at + node.tick_every, _TICK, payload, generation)
+                node.raft.tick()
+            elif kind == _WRITTEN:
+                self._written(node)
+            elif self.crash_in_ready:  # (crashes may have been switched off since)
+                self.crash(node.id, "with a write in flight" if node.writing else "after a write")
+        self._run(node)
+        self.check(node)
+        if self.on_event is not None:
+            self.on_event()
         return True
 
     def run_for(self, duration: int) -> None:
@@ -146,54 +245,103 @@ class Cluster:
     # -- carrying out Ready ------------------------------------------------------------
 
     def _run(self, node: SimNode) -> None:
-        raft = node.raft
-        while raft is not None and raft.has_ready():
+        """Carry out the node's Readys until one waits on the disk."""
+        while node.raft is not None and node.writing is None and node.raft.has_ready():
+            raft = node.raft
             rd = raft.ready()
             self.checker.entries_written(raft, rd.entries)
-            for m in rd.messages:
-                self.send(m)
-            if self._crash_now(node, "after sending eager messages"):
+            steps = carry_out(raft, rd, node)
+            try:
+                write = next(steps, None)
+                if write is None:
+                    self._advanced(node)
+                    continue
+                node.writing = (steps, node.disk.begin(write.hard_state, write.entries))
+                model = self.disk_model
+                if model is None:
+                    self._written(node)  # no disk model: the write is instant
+                    continue
+                latency = model.latency(self.rng)
+                self._push(self.now + latency, _WRITTEN, node.id, node.generation)
+                if self.crash_in_ready and self.rng.random() < self.crash_in_ready:
+                    self._push(self.now + self.rng.randint(0, latency), _CRASH, node.id, node.generation)
+            except _Crashed:
                 return
-            if rd.entries or rd.hard_state is not None:
-                node.disk.save(rd.hard_state, rd.entries)
-                self.checker.saved(node.id, node.disk)
-            if self._crash_now(node, "after the save"):
-                return
-            for m in rd.after_persist:
-                if isinstance(m, AppendEntriesResponse):
-                    self.checker.acknowledged(m)
-                self.send(m)
-            for e in rd.committed_entries:
-                if self._crash_now(node, f"before applying {e.index}"):
-                    return
-                node.applied.append(e)
-                self.checker.applied_entry(node.id, e)
-            raft.advance(rd)
-            if raft.role is Role.LEADER and node.led_term != raft.term:
-                node.led_term = raft.term
-                self._note("leader", node.id, raft.term)
-                self.checker.became_leader(raft)
 
-    def _crash_now(self, node: SimNode, where: str) -> bool:
+    def _written(self, node: SimNode) -> None:
+        """The node's write is durable: finish carrying out its Ready."""
+        steps, write = node.writing
+        write.finish()
+        self.checker.saved(node.id, node.disk)
+        try:
+            self.maybe_crash(node, "after the write")
+            for _ in steps:
+                raise AssertionError("a Ready asked for a second write")
+        except _Crashed:
+            return
+        node.writing = None
+        self._advanced(node)
+
+    def _advanced(self, node: SimNode) -> None:
+        raft = node.raft
+        if raft.role is Role.LEADER and node.led_term != raft.term:
+            node.led_term = raft.term
+            self._note("leader", node.id, raft.term)
+            self.checker.became_leader(raft)
+
+    def maybe_crash(self, node: SimNode, where: str) -> None:
         if self.crash_in_ready and self.rng.random() < self.crash_in_ready:
             self.crash(node.id, where)
-            return True
-        return False
+            raise _Crashed
 
     def send(self, m: Message) -> None:
         for delay in self.net.delays(m):
             self._push(self.now + delay, _DELIVER, m, 0)
 
+    def promise_kept(self, node: SimNode, m: Message) -> None:
+        """A message that promises durable state may only leave once the
+        disk holds it."""
+        hs = node.disk.hard_state
+        if isinstance(m, RequestVoteResponse):
+            if m.granted and not m.pre_vote:
+                if hs.term < m.term or (hs.term == m.term and hs.vote != m.dst):
+                    self._broken(node, m, f"the disk has term {hs.term}, vote {hs.vote}")
+                self.checker.voted(m.src, m.term, m.dst)
+        elif isinstance(m, RequestVote):
+            if not m.pre_vote and (hs.term < m.term or (hs.term == m.term and hs.vote != m.src)):
+                self._broken(node, m, f"the disk has term {hs.term}, vote {hs.vote}")
+        elif isinstance(m, AppendEntriesResponse | HeartbeatResponse):
+            if hs.term < m.term:
+                self._broken(node, m, f"the disk has term {hs.term}")
+            # Within the term it was made in, an acknowledgement promises the
+            # entries up to its match index (a node that has moved on to a
+            # later term may since have replaced them, legitimately).
+            if isinstance(m, AppendEntriesResponse) and m.success and node.raft.term == m.term:
+                disk, index = node.disk, m.match_index
+                if disk.last_index < index or disk.term_at(index) != node.raft.log.term_at(index):
+                    self._broken(node, m, f"the disk ends at {disk.last_index}, term {disk.term_at(index)} "
+                                          f"at {index}")
+
+    def _broken(self, node: SimNode, m: Message, disk: str) -> None:
+        raise Violation("promise before persist", f"node {node.id} sent {_describe_message(m)} but {disk}")
+
     # -- faults and clients ---------------------------------------------------------
 
     def crash(self, node_id: int, where: str = "") -> None:
+        """The node dies: its in-memory state is gone, and a write in flight
+        keeps what the disk's crash model draws."""
         node = self.nodes[node_id]
         if not node.alive:
             return
         self._note("crash", node_id, where)
+        node.disk.crash(self.rng)
         node.raft = None
+        node.writing = None
+        node.machine = None
         node.generation += 1
         node.applied = []
+        if self.timeline is not None:
+            self.timeline.crash(self.now, node_id, where)
 
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -202,10 +350,13 @@ class Cluster:
         cfg = RaftConfig(id=node_id, voters=tuple(self.ids), **self.config)
         rng = Random(self.rng.getrandbits(64))
         node.raft = self.raft_class(cfg, rng, hard_state=node.disk.hard_state, entries=list(node.disk.entries))
+        node.machine = self.machine_factory() if self.machine_factory is not None else None
         node.led_term = 0
-        self.checker.restarted(node_id)
+        self.checker.restarted(node_id, node.disk)
         self._note("start", node_id, node.disk.hard_state, len(node.disk.entries))
-        self._push(self.now + self.rng.randint(1, TICK), _TICK, node_id, node.generation)
+        if self.timeline is not None:
+            self.timeline.restart(self.now, node_id)
+        self._push(self.now + self.rng.randint(1, node.tick_every), _TICK, node_id, node.generation)
 
     def propose(self, node_id: int, data: bytes) -> Entry | None:
         """A client proposal at ``node_id``; None if that node refused it."""
@@ -218,8 +369,23 @@ class Cluster:
             return None
         self._note("propose", node_id, entry.index, entry.term, data)
         self._run(node)
-        self.check()
+        self.check(node)
         return entry
+
+    def read(self, node_id: int, ctx: Any) -> bool:
+        """A linearizable read at ``node_id`` (ReadIndex); False if refused.
+        Its ``ReadState`` reaches ``on_read`` once it may be served."""
+        node = self.nodes[node_id]
+        if not node.alive:
+            return False
+        try:
+            node.raft.read_index(ctx)
+        except ProposalRefused:
+            return False
+        self.checker.read_started(ctx)
+        self._run(node)
+        self.check(node)
+        return True
 
     def campaign(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -231,18 +397,26 @@ class Cluster:
     def partition(self, *groups: list[int]) -> None:
         self._note("partition", groups)
         self.net.partition(*groups)
+        self._network_changed()
 
     def isolate(self, node_id: int) -> None:
         self._note("isolate", node_id)
         self.net.isolate(node_id, self.ids)
+        self._network_changed()
 
     def cut_one_way(self, src: int, dst: int) -> None:
         self._note("cut", src, dst)
         self.net.cut_one_way(src, dst)
+        self._network_changed()
 
     def reconnect(self, node_id: int) -> None:
         self._note("reconnect", node_id)
         self.net.reconnect(node_id)
+        self._network_changed()
+
+    def _network_changed(self) -> None:
+        if self.timeline is not None:
+            self.timeline.cut(self.now, self.net.cut)
 
     def only(self, group: list[int]) -> None:
         """Connect ``group`` among itself and cut every other link."""
@@ -252,24 +426,36 @@ class Cluster:
             for b in self.ids:
                 if a != b and not (a in group and b in group):
                     self.net.cut_one_way(a, b)
+        self._network_changed()
 
     def heal(self) -> None:
         self._note("heal")
         self.net.heal()
+        self._network_changed()
 
     # -- invariants and views -----------------------------------------------------------
 
-    def check(self) -> None:
-        leaders = []
-        for node in self.nodes.values():
+    def check(self, only: SimNode | None = None) -> None:
+        """Check every invariant. After an event only the node it touched
+        can have changed, so only that one is looked at (``only``)."""
+        tl = self.timeline
+        for node in (only,) if only is not None else self.nodes.values():
             raft = node.raft
             if raft is None:
                 continue
             self.checker.node_state(raft)
             if raft.role is Role.LEADER:
-                leaders.append(raft)
+                self.checker.own_match(raft, node.disk)
+            if tl is not None:
+                tl.role(self.now, node.id, raft.role.value, raft.term)
+                tl.commit(self.now, node.id, raft.commit_index)
         if self.checker.fresh:
-            self.checker.check_fresh_commits(leaders)
+            leaders = [n.raft for n in self.nodes.values() if n.raft is not None and n.raft.role is Role.LEADER]
+            self.checker.check_fresh_commits(leaders, self.nodes)
+
+    def _log_of(self, node_id: int):
+        node = self.nodes[node_id]
+        return node.raft.log if node.raft is not None else node.disk.entries
 
     def alive(self) -> list[int]:
         return [i for i, n in self.nodes.items() if n.alive]
@@ -339,4 +525,4 @@ def _describe_message(m: Message) -> str:
     return body
 
 
-__all__ = ["Cluster", "Faults", "SimNode", "TICK", "Violation"]
+__all__ = ["Cluster", "Disk", "Faults", "SimNode", "TICK", "Violation"]

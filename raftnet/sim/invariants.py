@@ -16,13 +16,33 @@ the property; the driver adds the seed, the node states and the trace tail.
 * applied <= committed;
 * acknowledged entries stay (§5.3, what the leader's commit rule relies on):
   within one term, a follower never drops an entry it acknowledged to that
-  term's leader, not even across a crash.
+  term's leader, not even across a crash;
+* one vote per term (§5.2), across crashes: a node never grants its vote
+  in one term to two candidates;
+* a committed entry is safe the moment it commits: no node that lacks it
+  could win an election, even if every node crashed now and came back with
+  only its disk (the condition behind Leader Completeness, §5.4.3; it
+  catches figure 8 at the commit, not several elections later);
+* a leader's own match index never runs ahead of its disk;
+* linearizable reads (§6.4): a ReadIndex read is served at an index no lower
+  than every index committed anywhere when the read arrived;
+* fast backtracking (a cost check, not safety): a leader finds where a
+  follower's log matches in about one rejection per term the follower's
+  log holds past the match, not one per entry.
+
+``cluster.py`` checks the promises of messages against the disk at send time.
 """
 
 from __future__ import annotations
 
 from ..core import Raft, Role
-from ..core.messages import AppendEntriesResponse, Entry
+from ..core.messages import AppendEntriesResponse, Entry, Message
+from ..core.ready import ReadState
+
+# Rejections beyond one per term of the follower's log past the match: a
+# follower that restarts with a shorter log mid-probe costs one more, and
+# a slack of a few keeps the check about cost, not about exact counts.
+BACKTRACK_SLACK = 3
 
 
 class Violation(Exception):
@@ -34,6 +54,15 @@ class Violation(Exception):
 
 class Checker:
     def __init__(self) -> None:
+        self.votes: dict[tuple[int, int], int] = {}  # (voter, term) -> the candidate it voted for
+        self.read_floors: dict[object, int] = {}  # read ctx -> highest commit anywhere when it arrived
+        self.reads_served = 0
+        self.rejections: dict[tuple[int, int, int], int] = {}  # (leader, term, follower) -> rejections this probe
+        self.max_rejections = 0  # the most one probe took, over the run
+        self._next_before: int | None = None
+        # node -> its log as it stands (memory if alive, else disk): set by the cluster.
+        self.logs = None
+        self.check_cost = False
         self.leaders: dict[int, int] = {}  # term -> the node that led it
         self.entry_ids: dict[tuple[int, int], tuple[int | None, bytes]] = {}  # (index, term) -> (prev term, data)
         # index -> (entry term, term in which it was first seen committed)
@@ -49,11 +78,14 @@ class Checker:
 
     # -- per event ---------------------------------------------------------------
 
-    def restarted(self, node: int) -> None:
+    def restarted(self, node: int, disk=None) -> None:
         """A restart legitimately forgets in-memory term and commit progress
-        that never reached the disk."""
+        that never reached the disk, and a commit index that was never
+        fsynced may have been lost with the crash."""
         self.terms.pop(node, None)
         self.commits.pop(node, None)
+        if disk is not None:
+            self.disk_commits[node] = disk.hard_state.commit
 
     def entries_written(self, raft: Raft, entries: list[Entry]) -> None:
         """Log matching, checked on every entry a node puts in its log."""
@@ -78,6 +110,71 @@ class Checker:
             raise Violation("monotonic commit", f"node {node} persisted commit {hs.commit} after {self.disk_commits[node]}")
         self.disk_terms[node] = hs.term
         self.disk_commits[node] = hs.commit
+
+    def voted(self, voter: int, term: int, candidate: int) -> None:
+        other = self.votes.setdefault((voter, term), candidate)
+        if other != candidate:
+            raise Violation("one vote per term", f"node {voter} voted for {other} and for {candidate} in term {term}")
+
+    def own_match(self, raft: Raft, disk) -> None:
+        """A leader counts its own log towards a quorum only as far as it is durable."""
+        match = raft.progress[raft.id].match
+        if match and (disk.last_index < match or disk.term_at(match) != raft.log.term_at(match)):
+            raise Violation(
+                "promise before persist",
+                f"leader {raft.id} of term {raft.term} counts its own match {match}, but its disk ends at "
+                f"{disk.last_index} (term {disk.term_at(disk.last_index)})",
+            )
+
+    # -- reads -------------------------------------------------------------------
+
+    def read_started(self, ctx: object) -> None:
+        self.read_floors[ctx] = self.max_commit
+
+    def read_served(self, node: int, rs: ReadState) -> None:
+        floor = self.read_floors.pop(rs.ctx, 0)
+        self.reads_served += 1
+        if rs.index < floor:
+            raise Violation(
+                "linearizable read",
+                f"node {node} served read {rs.ctx!r} at index {rs.index}, but index {floor} was already "
+                f"committed when it arrived",
+            )
+
+    def read_dropped(self, ctx: object) -> None:
+        self.read_floors.pop(ctx, None)
+
+    # -- backtracking cost ----------------------------------------------------------
+
+    def delivering(self, raft: Raft, m: Message) -> None:
+        self._next_before = None
+        if self.check_cost and type(m) is AppendEntriesResponse and raft.role is Role.LEADER and m.term == raft.term:
+            pr = raft.progress.get(m.src)
+            if pr is not None:
+                self._next_before = pr.next
+
+    def delivered(self, raft: Raft, m: Message) -> None:
+        before = self._next_before
+        if before is None or raft.role is not Role.LEADER:
+            return
+        key = (raft.id, raft.term, m.src)
+        if m.success:
+            self.rejections.pop(key, None)
+            return
+        pr = raft.progress[m.src]
+        if pr.next == before:
+            return  # stale or duplicate: it moved nothing
+        count = self.rejections.get(key, 0) + 1
+        self.rejections[key] = count
+        self.max_rejections = max(self.max_rejections, count)
+        if count > BACKTRACK_SLACK:
+            runs = _term_runs(self.logs(m.src), pr.match + 1)
+            if count > runs + BACKTRACK_SLACK:
+                raise Violation(
+                    "backtracking cost",
+                    f"leader {raft.id} of term {raft.term} took {count} rejections to probe node {m.src}, whose "
+                    f"log holds only {runs} terms after index {pr.match}",
+                )
 
     def acknowledged(self, m: AppendEntriesResponse) -> None:
         if m.success:
@@ -147,8 +244,11 @@ class Checker:
             self.fresh.append(index)
         self.max_commit = max(self.max_commit, hi)
 
-    def check_fresh_commits(self, leaders: list[Raft]) -> None:
-        """Entries just committed must be in every leader of a later term."""
+    def check_fresh_commits(self, leaders: list[Raft], nodes: dict | None = None) -> None:
+        """Entries just committed must be in every leader of a later term,
+        and no node lacking one may be able to win an election."""
+        if nodes is not None:
+            self._committed_is_safe(max(self.fresh), nodes)
         for index in self.fresh:
             term, commit_term = self.committed[index]
             for raft in leaders:
@@ -158,3 +258,43 @@ class Checker:
                         f"entry {index} (term {term}) is committed but leader {raft.id} of term {raft.term} lacks it",
                     )
         self.fresh.clear()
+
+    def _committed_is_safe(self, index: int, nodes: dict) -> None:
+        """No node without committed entry ``index`` could collect a quorum of
+        votes from the others' *disks* (the least any voter could come back
+        with). Raft guarantees it: the quorum that holds the entry durably
+        refuses every such candidate."""
+        term, _ = self.committed[index]
+        lacking = []
+        voters = []
+        for node in nodes.values():
+            disk = node.disk
+            disk_last = (disk.term_at(disk.last_index), disk.last_index)
+            raft = node.raft
+            if raft is None:
+                best = disk_last
+                holds = disk.term_at(index) == term
+            else:
+                best = max(disk_last, (raft.log.last_term, raft.log.last_index))
+                holds = disk.term_at(index) == term or raft.log.term_at(index) == term
+            voters.append((node.id, disk_last))
+            if not holds:
+                lacking.append((node.id, best))
+        for candidate, best in lacking:
+            granted = [v for v, last in voters if v == candidate or last <= best]
+            if len(granted) > len(nodes) // 2:
+                raise Violation(
+                    "committed entry at risk",
+                    f"entry {index} (term {term}) just committed, but node {candidate} lacks it and could be "
+                    f"elected by {granted} (its last entry: term {best[0]}, index {best[1]})",
+                )
+
+
+def _term_runs(log, lo: int) -> int:
+    """How many distinct terms ``log`` (a RaftLog or a list of entries)
+    holds from index ``lo`` on."""
+    if isinstance(log, list):
+        terms = {e.term for e in log[lo - 1 :]}
+    else:
+        terms = {e.term for e in log.entries(max(lo, log.first_index), log.last_index + 1)}
+    return len(terms)

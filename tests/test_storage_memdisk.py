@@ -1,4 +1,4 @@
-"""The simulator's disk and the real WAL keep the same log: random
+"""The memory disk (raftnet.storage.memdisk) and the real WAL keep the same log: random
 sequences of appends and conflicting overwrites, then a "crash" (reopen)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from raftnet.core.messages import Entry
 from raftnet.core.ready import HardState
-from raftnet.sim.disk import SimDisk
+from raftnet.storage.memdisk import MemoryDisk
 from raftnet.storage import Storage
 
 ops = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 5)), min_size=1, max_size=25)
@@ -18,8 +18,8 @@ ops = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 5)), min_size=1, max
 
 @settings(max_examples=40, deadline=None)
 @given(ops)
-def test_simdisk_matches_the_wal(ops_list):
-    sim = SimDisk()
+def test_memory_disk_matches_the_wal(ops_list):
+    sim = MemoryDisk()
     with tempfile.TemporaryDirectory() as d:
         real = Storage.open(d, cluster="p", node_id=1, segment_size=64 * 1024, fsync="never")
         term = 1

@@ -1,0 +1,48 @@
+"""State machines for ``python -m raftnet.sim --state-machine`` tests."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+
+class Counter:
+    """A deterministic state machine: commands are signed 8-byte deltas."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.count = 0
+
+    @staticmethod
+    def sim_command(rng: random.Random) -> bytes:
+        return struct.pack(">q", rng.randint(-1000, 1000))
+
+    def apply(self, index: int, command: bytes):
+        if len(command) != 8:
+            return {"error": "bad command"}
+        self.total += struct.unpack(">q", command)[0]
+        self.count += 1
+        return self.total
+
+    def read(self, query):
+        return self.total
+
+    def snapshot(self) -> bytes:
+        return struct.pack(">qq", self.total, self.count)
+
+    def restore(self, data: bytes) -> None:
+        self.total, self.count = struct.unpack(">qq", data)
+
+
+class Nondeterministic(Counter):
+    """Broken on purpose: each replica adds its own random noise, so replicas
+    that applied the same log disagree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise = random.Random().randint(1, 1 << 30)
+
+    def apply(self, index: int, command: bytes):
+        result = super().apply(index, command)
+        self.total += self.noise % 3
+        return result
