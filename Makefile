@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-long run sweep crash-explore jepsen clean venv
+.PHONY: test test-long run sweep bug-table crash-explore jepsen clean venv
 
 venv: $(STAMP)
 
@@ -24,8 +24,12 @@ test-long: $(STAMP)
 
 # The long randomized simulator sweep (50,000 seeds over 3- and 5-node clusters).
 sweep: $(STAMP)
-	$(BIN)/python -m raftnet.sim --nodes 3 --seeds 1-25000
-	$(BIN)/python -m raftnet.sim --nodes 5 --seeds 25001-50000
+	$(BIN)/python -m raftnet.sim --nodes 3 --seeds 1-25000 --jobs 2
+	$(BIN)/python -m raftnet.sim --nodes 5 --seeds 25001-50000 --jobs 2
+
+# How often the simulator catches each deliberate bug (docs/simulator.md's table).
+bug-table: $(STAMP)
+	$(BIN)/python -m raftnet.sim --bug-table --seeds 1-2000 --jobs 2
 
 # The WAL's crash-state explorer, exhaustive: every crash point of every
 # workload (up to 4096 states each), every sector of every file zeroed and

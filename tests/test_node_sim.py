@@ -37,9 +37,11 @@ def autojump_clock():
 
 
 class SimCluster:
-    def __init__(self, nursery: trio.Nursery, seed: int = 1):
+    def __init__(self, nursery: trio.Nursery, seed: int = 1, disk_latency: float = 0.0):
         self.net = MemoryNetwork()
-        self.disks = {i: MemoryLogStore() for i in (1, 2, 3)}
+        # With a latency, every write takes that long and the node keeps
+        # stepping messages and ticks meanwhile (readyloop.py).
+        self.disks = {i: MemoryLogStore(latency=disk_latency) for i in (1, 2, 3)}
         self.nodes: dict[int, Node] = {}
         self._stops: dict[int, trio.CancelScope] = {}
         self.nursery = nursery
@@ -84,9 +86,10 @@ class SimCluster:
                 await trio.sleep(0.05)
 
 
-async def test_election_replication_and_restart(autojump_clock):
+@pytest.mark.parametrize("disk_latency", [0.0, 0.03])
+async def test_election_replication_and_restart(autojump_clock, disk_latency):
     async with trio.open_nursery() as nursery:
-        c = SimCluster(nursery)
+        c = SimCluster(nursery, disk_latency=disk_latency)
         leader, reg = await c.start_all_and_register()
         client = reg["client"]
         for seq in range(1, 11):
@@ -151,10 +154,10 @@ async def test_linearizable_and_stale_reads(autojump_clock):
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("seed", range(1, 21))
-async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(autojump_clock, seed):
+@pytest.mark.parametrize("seed, disk_latency", [(s, 0.0) for s in range(1, 21)] + [(s, 0.03) for s in range(1, 6)])
+async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(autojump_clock, seed, disk_latency):
     async with trio.open_nursery() as nursery:
-        c = SimCluster(nursery, seed=seed)
+        c = SimCluster(nursery, seed=seed, disk_latency=disk_latency)
         old, reg = await c.start_all_and_register()
         client = reg["client"]
         for seq in range(1, 6):
