@@ -169,6 +169,7 @@ def test_cli_bug_table_lines():
     lines = r.stdout.strip().splitlines()
     assert len(lines) == len(BUGS)
     for line, bug in zip(lines, sorted(BUGS)):
+        assert line.startswith(f"bug={bug} seeds=3 caught=")
         fields = dict(part.split("=") for part in line.split())
         assert fields["bug"] == bug and fields["seeds"] == "3" and fields["nodes"] == "3"
         assert 0 <= int(fields["caught"]) <= 3 and float(fields["rate"]) == pytest.approx(int(fields["caught"]) / 3,

@@ -10,8 +10,9 @@ catch-rate table of the deliberate bugs, or one named scenario.
 Every seed of the range runs, failing or not. The last line is the summary,
 ``seeds=<n> steps=<total> violations=<seeds that failed>`` (a scenario
 prints its figures; the table prints one ``bug=<name> seeds=<n>
-caught=<k> rate=<k/n>`` line per defect). Exit 0 when no invariant was
-violated, 1 when one was (after its report), 64 on a usage error.
+caught=<k> rate=<k/n> nodes=<n>`` line per defect and cluster size).
+Exit 0 when no invariant was violated, 1 when one was (after its report),
+64 on a usage error.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def _bug_table(seeds: range, sizes: list[int], duration: int, workers: int) -> i
     for bug in sorted(BUGS):
         for nodes in sizes:
             caught = sum(1 for o in run_many(seeds, nodes, duration, bug, workers=workers) if o.invariant is not None)
-            print(f"bug={bug} nodes={nodes} seeds={len(seeds)} caught={caught} rate={caught / len(seeds):.3f}",
+            # The contract's fields first, in its order; the cluster size after them.
+            print(f"bug={bug} seeds={len(seeds)} caught={caught} rate={caught / len(seeds):.3f} nodes={nodes}",
                   flush=True)
     return EXIT_OK
 

@@ -73,7 +73,7 @@ class _Client:
     seq: int = 0
     leader: int = 0
     op: _Op | None = None
-    register_index: tuple[int, int] | None = None  # (node, index) of the register try
+    registers: int = 0  # register tries so far: each one waits longer for an answer, up to 4x
 
 
 @dataclass(slots=True)
@@ -89,7 +89,7 @@ class Mix:
 
     @classmethod
     def draw(cls, rng: Random) -> Mix:
-        return cls(clients=rng.choice((4, 8, 16)), keys=rng.choice((2, 5, 10)), reads=rng.choice((0.1, 0.3, 0.5)),
+        return cls(clients=rng.choice((4, 8, 16)), keys=rng.choice((2, 5, 10)), reads=rng.choice((0.2, 0.4, 0.6)),
                    stale=rng.choice((0.0, 0.1)), cas=rng.choice((0.1, 0.25)), delete=rng.choice((0.05, 0.15)))
 
 
@@ -186,7 +186,8 @@ class Workload:
             self._timer(c.now + TICK, client.process, -1)
             return
         self._registers[(node, entry.index)] = (client, entry.term)
-        self._timer(c.now + RETRY_AFTER, client.process, -1)
+        self._timer(c.now + (RETRY_AFTER << min(client.registers, 2)), client.process, -1)
+        client.registers += 1
 
     def _try(self, client: _Client) -> None:
         op = client.op
