@@ -246,6 +246,7 @@ class _Schedule:
         self.storm_until = 0
         self.downtime = (1, 60)  # ticks a crashed node stays down
         self.coming_back: set[int] = set()
+        self.next_scan = 0  # when to look for crashed nodes again (every tick)
         self.calm_faults = cluster.net.faults
         self.undo: list[tuple[int, int, Callable[[], None]]] = []  # (time, seq, how an episode ends)
         self.seq = 0
@@ -267,11 +268,13 @@ class _Schedule:
         c = self.c
         while self.undo and self.undo[0][0] <= c.now:
             heapq.heappop(self.undo)[2]()
-        for node in c.nodes.values():
-            # However it went down (a crash mid-Ready too), it comes back.
-            if not node.alive and node.id not in self.coming_back:
-                self.coming_back.add(node.id)
-                self._later(self.downtime, lambda i=node.id: self._restart(i))
+        if c.now >= self.next_scan:
+            self.next_scan = c.now + TICK
+            for node in c.nodes.values():
+                # However it went down (a crash mid-Ready too), it comes back.
+                if not node.alive and node.id not in self.coming_back:
+                    self.coming_back.add(node.id)
+                    self._later(self.downtime, lambda i=node.id: self._restart(i))
         if c.now < self.next_at:
             return
         if c.now < self.storm_until:
