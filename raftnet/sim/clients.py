@@ -249,13 +249,10 @@ class Workload:
                 client.leader = node
                 self._timer(self.cluster.now + self.rng.randint(0, THINK), client.process, -1)
             return
-        found = self._writes.pop(key, None)
+        found = self._current(self._writes, key)
         if found is None:
             return
-        op, attempt = found
-        client = self.clients[op.process - 1]
-        if client.op is not op or op.attempt != attempt:
-            return
+        client, op = found
         if e.term != op.term or e.kind is not EntryKind.NORMAL:
             return  # that try was overwritten by another leader's entry; its timer retries
         if not isinstance(result, dict) or "error" in result:
@@ -264,25 +261,32 @@ class Workload:
         self._done(client, result.get("existed") if op.f == "delete" else result.get("swapped")
                    if op.f == "cas" else None)
 
-    def _read_ready(self, node: int, rs) -> None:
-        found = self._reads.pop(rs.ctx, None)
+    def _current(self, table: dict, key: Any) -> tuple[_Client, _Op] | None:
+        """The client and operation waiting on ``key`` in ``table`` (which
+        forgets it), if that is still the client's current try."""
+        found = table.pop(key, None)
         if found is None:
-            return
+            return None
         op, attempt = found
         client = self.clients[op.process - 1]
         if client.op is not op or op.attempt != attempt:
+            return None
+        return client, op
+
+    def _read_ready(self, node: int, rs) -> None:
+        found = self._current(self._reads, rs.ctx)
+        if found is None:
             return
+        client, op = found
         client.leader = node
         self._done(client, _value(self.cluster.nodes[node].machine.read({"op": "get", "key": op.key})))
 
     def _read_dropped(self, node: int, ctx: Any) -> None:
-        found = self._reads.pop(ctx, None)
+        found = self._current(self._reads, ctx)
         if found is not None:
-            op, attempt = found
-            client = self.clients[op.process - 1]
-            if client.op is op and op.attempt == attempt:
-                client.leader = self._hint(node)
-                self._timer(self.cluster.now + self.rng.randint(1, TICK), client.process, attempt)
+            client, op = found
+            client.leader = self._hint(node)
+            self._timer(self.cluster.now + self.rng.randint(1, TICK), client.process, op.attempt)
 
     def _done(self, client: _Client, output: Any) -> None:
         op = client.op
