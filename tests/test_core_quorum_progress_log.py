@@ -105,7 +105,7 @@ def test_term_at_and_bounds():
 
 
 def test_log_with_snapshot_offset_keeps_first_index():
-    log = RaftLog([Entry(11, 3), Entry(12, 4)], snapshot_index=10, snapshot_term=3)
+    log = RaftLog([Entry(11, 3), Entry(12, 4)], compacted_index=10, compacted_term=3)
     assert log.first_index == 11 and log.term_at(10) == 3 and log.term_at(9) is None
     assert log.entries(1, 100) == [Entry(11, 3), Entry(12, 4)]
 

@@ -1,16 +1,17 @@
 """The log as the core sees it: entries in memory, with what is already durable.
 
-Indexes start at 1. Everything at or before ``snapshot_index`` has been
-compacted into a snapshot; only its last index and term are remembered, which
-is all the consistency check needs (§7). Until snapshots exist,
-``snapshot_index`` is 0 and ``first_index`` is 1, but every caller already goes
-through ``first_index`` and ``term_at``, so compaction needs no redesign.
+Indexes start at 1. Everything at or before ``compacted_index`` has been
+dropped (§7: it is covered by a snapshot); only that entry's term is
+remembered, which is all the consistency check needs. A node keeps a trailing
+stretch of entries behind its newest snapshot, so ``compacted_index`` is at
+or before the snapshot's index: a briefly lagging follower still catches up
+from the log.
 
 ``stable_index`` is the last index the caller reported durable (through
 ``Raft.advance``); entries after it are *unstable*: handed out for writing but
 not yet confirmed on disk.
 
-Invariants: snapshot_index < first_index <= last_index + 1;
+Invariants: compacted_index < first_index <= last_index + 1;
             entries[k].index == first_index + k; stable_index <= last_index.
 """
 
@@ -37,13 +38,13 @@ class LogError(Exception):
 
 
 class RaftLog:
-    __slots__ = ("_entries", "snapshot_index", "snapshot_term", "stable_index")
+    __slots__ = ("_entries", "compacted_index", "compacted_term", "stable_index")
 
-    def __init__(self, entries: Sequence[Entry] = (), snapshot_index: int = 0, snapshot_term: int = 0):
-        self.snapshot_index = snapshot_index
-        self.snapshot_term = snapshot_term
+    def __init__(self, entries: Sequence[Entry] = (), compacted_index: int = 0, compacted_term: int = 0):
+        self.compacted_index = compacted_index
+        self.compacted_term = compacted_term
         self._entries: list[Entry] = []
-        for expected, e in enumerate(entries, start=snapshot_index + 1):
+        for expected, e in enumerate(entries, start=compacted_index + 1):
             if e.index != expected:
                 raise LogError(f"entries not contiguous: expected index {expected}, got {e.index}")
             self._entries.append(e)
@@ -54,21 +55,21 @@ class RaftLog:
 
     @property
     def first_index(self) -> int:
-        return self.snapshot_index + 1
+        return self.compacted_index + 1
 
     @property
     def last_index(self) -> int:
-        return self.snapshot_index + len(self._entries)
+        return self.compacted_index + len(self._entries)
 
     @property
     def last_term(self) -> int:
-        return self._entries[-1].term if self._entries else self.snapshot_term
+        return self._entries[-1].term if self._entries else self.compacted_term
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at ``index``; None if it is compacted or beyond the end."""
-        if index == self.snapshot_index:
-            return self.snapshot_term
-        if index < self.snapshot_index or index > self.last_index:
+        if index == self.compacted_index:
+            return self.compacted_term
+        if index < self.compacted_index or index > self.last_index:
             return None
         return self._entries[index - self.first_index].term
 
@@ -120,7 +121,7 @@ class RaftLog:
         if term is None or index > self.last_index:
             return 0, self.last_index + 1
         first = index
-        while first - 1 > self.snapshot_index and self.term_at(first - 1) == term:
+        while first - 1 > self.compacted_index and self.term_at(first - 1) == term:
             first -= 1
         return term, first
 
@@ -132,7 +133,7 @@ class RaftLog:
                 return self.first_index + k
             if t < term:
                 return None
-        return self.snapshot_index if self.snapshot_term == term else None
+        return self.compacted_index if self.compacted_term == term else None
 
     # -- changes ------------------------------------------------------------------
 
@@ -145,9 +146,9 @@ class RaftLog:
 
     def truncate_after(self, index: int) -> None:
         """Drop every entry after ``index``. The caller guarantees none is committed."""
-        if index < self.snapshot_index:
-            raise LogError(f"cannot truncate into the snapshot (index {index} < {self.snapshot_index})")
-        del self._entries[index - self.snapshot_index :]
+        if index < self.compacted_index:
+            raise LogError(f"cannot truncate into the compacted log (index {index} < {self.compacted_index})")
+        del self._entries[index - self.compacted_index :]
         self.stable_index = min(self.stable_index, index)
 
     def first_conflict(self, entries: Sequence[Entry]) -> int:
@@ -159,6 +160,24 @@ class RaftLog:
             if e.index >= self.first_index and self.term_at(e.index) != e.term:
                 return e.index
         return 0
+
+    def compact_to(self, index: int) -> None:
+        """Drop the entries up to ``index``, keeping its term. Only durable
+        entries that a snapshot covers may go (the caller guarantees it)."""
+        if index <= self.compacted_index:
+            return
+        if index > self.stable_index:
+            raise LogError(f"cannot compact to {index}: entries after {self.stable_index} are not durable")
+        term = self.term_at(index)
+        del self._entries[: index - self.compacted_index]
+        self.compacted_index, self.compacted_term = index, term
+
+    def restore(self, index: int, term: int) -> None:
+        """Replace the whole log by a snapshot ending at ``index`` in ``term``
+        (a follower installing what it was sent)."""
+        self._entries.clear()
+        self.compacted_index, self.compacted_term = index, term
+        self.stable_index = index
 
     def unstable_entries(self) -> list[Entry]:
         return self.entries(self.stable_index + 1, self.last_index + 1)

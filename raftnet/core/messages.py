@@ -105,6 +105,23 @@ class HeartbeatResponse(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot(Message):
+    """§7: the follower needs entries the leader has compacted away; it must
+    take the leader's snapshot, which ends at ``snapshot_index`` (an entry of
+    ``snapshot_term``) with ``voters`` the configuration in force there.
+
+    The core says only *which* snapshot; the node streams the file itself in
+    chunks (``raftnet/node/snapshots.py``) and, on the follower, steps this
+    message into the core once the whole file has arrived and verified. The
+    answer is an ``AppendEntriesResponse`` whose ``match_index`` is the
+    snapshot's index."""
+
+    snapshot_index: int
+    snapshot_term: int
+    voters: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutNow(Message):
     """Leader transfer (thesis §3.10): campaign at once, skipping PreVote."""
 
@@ -116,6 +133,7 @@ __all__ = [
     "EntryKind",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallSnapshot",
     "Message",
     "RequestVote",
     "RequestVoteResponse",

@@ -9,8 +9,9 @@ Modelled on etcd's tracker. A follower is in one of three states:
   entries optimistically (``next`` advances as it sends, not as acks arrive),
   bounded by an inflight window counted in messages AND bytes, so a healthy
   follower gets a pipeline and a slow one gets backpressure.
-* SNAPSHOT: the entries the follower needs are compacted away; it must install
-  a snapshot first (used once snapshots exist).
+* SNAPSHOT: the entries the follower needs are compacted away; the node is
+  streaming it a snapshot. Nothing else is sent until the follower answers
+  that it installed one, or the node reports the transfer failed.
 
 Invariant: 0 <= match < next.
 """
@@ -91,6 +92,11 @@ class Progress:
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
         self.next = self.match + 1
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def become_snapshot(self) -> None:
+        self.state = ProgressState.SNAPSHOT
         self.probe_sent = False
         self.inflights.reset()
 

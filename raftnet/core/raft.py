@@ -30,6 +30,7 @@ from .messages import (
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     RequestVote,
     RequestVoteResponse,
@@ -42,7 +43,7 @@ from .ready import HardState, Ready, ReadState, Role
 
 # Messages a leader may send before its own write of the same Ready is durable
 # (ready.py, rule 1). Everything else waits for the write.
-_LEADER_EAGER = (AppendEntries, Heartbeat, TimeoutNow)
+_LEADER_EAGER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 class Raft:
@@ -52,13 +53,24 @@ class Raft:
         rng: random.Random,
         hard_state: HardState = HardState(),
         entries: Sequence[Entry] = (),
-        snapshot_index: int = 0,
-        snapshot_term: int = 0,
+        snapshot: tuple[int, int] = (0, 0),
     ):
+        """Restart from what the node stored: its hard state, its newest
+        snapshot's (index, term) (the state machine already holds it), and
+        the log entries it kept, which start at or before the snapshot's
+        index + 1 (a trailing stretch of the log may precede it)."""
         self.config = config
         self.id = config.id
         self._rng = rng
-        self.log = RaftLog(entries, snapshot_index, snapshot_term)
+        snapshot_index, snapshot_term = snapshot
+        if entries and entries[0].index <= snapshot_index:
+            # Keep the trailing entries; the first one anchors the log (its term is known).
+            self.log = RaftLog(entries[1:], entries[0].index, entries[0].term)
+            if self.log.term_at(snapshot_index) != snapshot_term:
+                raise LogError(f"the log does not hold the snapshot's entry {snapshot_index} of term {snapshot_term}")
+        else:
+            self.log = RaftLog(entries, snapshot_index, snapshot_term)
+        self.snapshot_index, self.snapshot_term = snapshot_index, snapshot_term
         self.quorum = JointConfig.simple(config.voters)
         if hard_state.commit > self.log.last_index:
             raise LogError(f"hard state commit {hard_state.commit} is past the last log index {self.log.last_index}")
@@ -93,6 +105,7 @@ class Raft:
         self._after_persist: list[Message] = []
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[Any] = []
+        self._installing: InstallSnapshot | None = None  # follower: a snapshot to persist and restore
         self._ready_outstanding = False
 
     def __repr__(self) -> str:
@@ -176,11 +189,34 @@ class Raft:
             return
         self._start_read(ctx)
 
+    def snapshot_taken(self, index: int, compact_to: int) -> None:
+        """The caller durably saved a snapshot of the state machine as of
+        ``index`` (an applied index). Followers that need entries before it
+        will be sent this snapshot. Entries up to ``compact_to`` (at most
+        ``index``: the log keeps a trailing stretch so briefly lagging
+        followers catch up from the log) leave the in-memory log."""
+        if not 0 < index <= self.applied_index:
+            raise LogError(f"snapshot at {index}: only applied entries (up to {self.applied_index}) can be covered")
+        if index > self.snapshot_index:
+            self.snapshot_index, self.snapshot_term = index, self.log.term_at(index)
+        self.log.compact_to(min(compact_to, self.snapshot_index, self.log.stable_index))
+
+    def report_snapshot(self, peer: int, ok: bool) -> None:
+        """The node finished streaming a snapshot to ``peer`` (``ok``) or gave
+        up. Either way the leader waits for the follower's next answer
+        (a heartbeat response) before it probes again."""
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if pr is None or pr.state is not ProgressState.SNAPSHOT:
+            return
+        pr.become_probe()
+        pr.probe_sent = True
+
     def has_ready(self) -> bool:
         if self._ready_outstanding:
             return False
         return bool(
             self._broadcast_pending
+            or self._installing is not None
             or self._messages
             or self._after_persist
             or self.log.stable_index < self.log.last_index
@@ -197,6 +233,7 @@ class Raft:
         if self._broadcast_pending:
             self._broadcast_append()
         rd = Ready(
+            snapshot=self._installing,
             entries=self.log.unstable_entries(),
             messages=self._messages,
             after_persist=self._after_persist,
@@ -210,12 +247,15 @@ class Raft:
             self._persisted_hard_state = hs
         self._messages, self._after_persist = [], []
         self._read_states, self._dropped_reads = [], []
+        self._installing = None
         self._ready_outstanding = True
         return rd
 
     def advance(self, rd: Ready) -> None:
         """The caller persisted, sent and applied everything in ``rd``."""
         self._ready_outstanding = False
+        if rd.snapshot is not None:
+            self.applied_index = max(self.applied_index, rd.snapshot.snapshot_index)
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
@@ -239,6 +279,7 @@ class Raft:
             "applied": self.applied_index,
             "first_index": self.log.first_index,
             "last_index": self.log.last_index,
+            "snapshot_index": self.snapshot_index,
         }
         if self.role is Role.LEADER:
             st["progress"] = {
@@ -273,7 +314,7 @@ class Raft:
                 return True
             if isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
                 return True
-            leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+            leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
             elapsed = self.election_elapsed if self.role is not Role.LEADER else 0
             self._become_follower(m.term, leader)
             if isinstance(m, RequestVote):
@@ -283,7 +324,7 @@ class Raft:
                 self.election_elapsed = elapsed
             return True
         if m.term < self.term:
-            if isinstance(m, (AppendEntries, Heartbeat)):
+            if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
                 # A leader of an older term: answer so it learns our term and
                 # steps down. Without this, a node whose term rose in isolation
                 # (say, a lost election) could never be caught up again.
@@ -487,6 +528,9 @@ class Raft:
         elif isinstance(m, Heartbeat):
             self._heard_from_leader(m.src)
             self._handle_heartbeat(m)
+        elif isinstance(m, InstallSnapshot):
+            self._heard_from_leader(m.src)
+            self._handle_install_snapshot(m)
         elif isinstance(m, TimeoutNow):
             # Thesis §3.10: the leader wants us to take over; skip PreVote,
             # whose "there is a live leader" objection would block us.
@@ -494,7 +538,7 @@ class Raft:
         # Replies meant for a leader or candidate of this term are stale here.
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat)):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
             # §5.2: a leader of our term exists; it won, we follow.
             self._become_follower(m.term, m.src)
             self._step_follower(m)
@@ -556,6 +600,30 @@ class Raft:
             self.log.truncate_after(conflict - 1)
         self.log.append(entries[conflict - (prev_log_index + 1) :])
 
+    def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
+        """§7 (figure 13): a snapshot we already cover by commitment changes
+        nothing. If our log holds the snapshot's last entry, the entries after
+        it are kept and only the commit index moves (they are the leader's:
+        Log Matching). Otherwise the snapshot replaces the whole log, and the
+        state machine is restored from it (``Ready.snapshot``)."""
+        index, term = m.snapshot_index, m.snapshot_term
+        if index <= self.commit_index:
+            self._reply_append(m.src, success=True, match_index=self.commit_index)
+            return
+        if self._snapshot_matches_log(index, term):
+            self._commit_to(index)
+        else:
+            self.log.restore(index, term)
+            self.commit_index = index
+            self.snapshot_index, self.snapshot_term = index, term
+            self._installing = m
+        self._reply_append(m.src, success=True, match_index=index)
+
+    def _snapshot_matches_log(self, index: int, term: int) -> bool:
+        """§7: keep the log after the snapshot only if it holds the
+        snapshot's last entry (index *and* term)."""
+        return self.log.matches(index, term)
+
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         # The leader sends min(its commit, our match), so this never commits
         # an entry we have not been shown to hold.
@@ -601,7 +669,9 @@ class Raft:
     def _handle_append_success(self, peer: int, pr: Progress, m: AppendEntriesResponse) -> None:
         if not pr.acknowledged(m.match_index):
             return  # stale or duplicate
-        if pr.state is ProgressState.PROBE:
+        if pr.state is ProgressState.PROBE or (
+            pr.state is ProgressState.SNAPSHOT and pr.match >= self.log.compacted_index
+        ):
             pr.become_replicate()
         self._maybe_commit()
         if peer == self._transfer_target and pr.match == self.log.last_index:
@@ -609,6 +679,8 @@ class Raft:
         self._send_appends_while_open(peer)
 
     def _handle_append_reject(self, peer: int, pr: Progress, m: AppendEntriesResponse) -> None:
+        if pr.state is ProgressState.SNAPSHOT:
+            return  # an answer to an append sent before the snapshot: it tells nothing now
         if m.rejected_index <= pr.match:
             return  # stale: it rejected something at or before what it has since accepted
         if pr.state is ProgressState.PROBE and m.rejected_index != pr.next - 1:
@@ -693,7 +765,8 @@ class Raft:
         prev_log_index = pr.next - 1
         prev_log_term = self.log.term_at(prev_log_index)
         if prev_log_term is None:
-            return False  # compacted away: needs a snapshot (not built yet)
+            self._send_snapshot(peer, pr)
+            return False
         entries: list[Entry] = []
         if pr.next <= self.log.last_index:
             entries = self.log.entries_limited(pr.next, self.config.max_size_per_msg)
@@ -713,6 +786,22 @@ class Raft:
         elif pr.state is ProgressState.PROBE:
             pr.probe_sent = True
         return True
+
+    def _send_snapshot(self, peer: int, pr: Progress) -> None:
+        """§7: the entries ``peer`` needs are compacted away; send it our
+        newest snapshot. (Only an answer from the follower gets here, so it
+        is alive: the leader never streams a snapshot into the void.)"""
+        pr.become_snapshot()
+        self._send(
+            InstallSnapshot(
+                term=self.term,
+                src=self.id,
+                dst=peer,
+                snapshot_index=self.snapshot_index,
+                snapshot_term=self.snapshot_term,
+                voters=tuple(sorted(self.quorum.voters)),
+            )
+        )
 
     # ======================================================================
     # Output

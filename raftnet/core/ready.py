@@ -14,7 +14,11 @@ Durability order (the caller MUST follow it; the simulator and tests check it):
    is still writing the same entries itself (Raft thesis §10.2.1), because its
    own index only counts towards the commit quorum once ``advance`` reports it
    persisted.
-2. ``entries`` and ``hard_state`` are written durably (one fsync for both).
+2. ``snapshot``, ``entries`` and ``hard_state`` are written durably, in that
+   order (one fsync for entries and hard state). A ``snapshot`` (a follower
+   installing the one its leader sent) replaces the whole log: the stored
+   entries go, the snapshot's file becomes the node's newest, and the state
+   machine is restored from it before any entry is applied.
    ``entries`` replace any stored entries at or after ``entries[0].index``:
    a follower that lost a conflict overwrites its uncommitted suffix.
 3. Only then are ``after_persist`` sent: vote grants, append acknowledgements,
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .messages import Entry, Message
+from .messages import Entry, InstallSnapshot, Message
 
 
 class Role(Enum):
@@ -65,6 +69,7 @@ class ReadState:
 @dataclass(slots=True)
 class Ready:
     hard_state: HardState | None = None
+    snapshot: InstallSnapshot | None = None
     entries: list[Entry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     after_persist: list[Message] = field(default_factory=list)
@@ -75,6 +80,7 @@ class Ready:
     def __bool__(self) -> bool:
         return bool(
             self.hard_state is not None
+            or self.snapshot is not None
             or self.entries
             or self.messages
             or self.after_persist

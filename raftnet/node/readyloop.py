@@ -21,16 +21,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core import Raft
-from ..core.messages import Entry, Message
+from ..core.messages import Entry, InstallSnapshot, Message
 from ..core.ready import HardState, Ready, ReadState
 
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """The write a Ready needs: resume the generator once it is durable."""
+    """The write a Ready needs: resume the generator once it is durable.
+    With a ``snapshot`` (a follower installing its leader's), "durable"
+    includes the snapshot replacing the log and the state machine restored
+    from it, all before the entries."""
 
     hard_state: HardState | None
     entries: list[Entry]
+    snapshot: InstallSnapshot | None = None
 
 
 class Effects(Protocol):
@@ -48,8 +52,8 @@ class Effects(Protocol):
 def carry_out(raft: Raft, rd: Ready, fx: Effects) -> Generator[Persist, None, None]:
     for m in rd.messages:
         fx.send(m)
-    if rd.entries or rd.hard_state is not None:
-        yield Persist(rd.hard_state, rd.entries)
+    if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
+        yield Persist(rd.hard_state, rd.entries, rd.snapshot)
     for m in rd.after_persist:
         fx.send(m)
     for e in rd.committed_entries:
