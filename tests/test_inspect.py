@@ -226,3 +226,132 @@ def test_no_file_content_makes_inspect_fail_with_a_traceback(tmp_path):
     for k in (0, 4, 9):
         r = raftnet("inspect", str(tmp_path / f"case{k}"))
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``raftnet(...)`` in this process (faster), with the same result shape."""
+    r = CliRunner().invoke(main, list(args))
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
+def add_snapshots(d: str) -> tuple[str, str]:
+    from raftnet.storage.snapshot import SnapshotMeta, write_snapshot
+
+    old = write_snapshot(d, SnapshotMeta(40, 3, (1, 2, 3)), [b"x" * 100] * 5)
+    new = write_snapshot(d, SnapshotMeta(60, 3, (1, 2, 3), (4,)), [b"y" * 100] * 7)
+    return old, new
+
+
+def test_snapshots_are_listed_and_verified_with_verify(tmp_path):
+    d = make_dir(tmp_path / "n2")
+    out = json.loads(cli("inspect", d, "--json").stdout)
+    assert (out["snapshot"], out["snapshots"], out["snapshot_leftovers"]) == (None, [], [])
+    old, new = add_snapshots(d)
+    partial = os.path.basename(new).replace("60", "70") + ".partial"
+    open(os.path.join(d, partial), "wb").write(b"half")
+    before = snapshot_files(d)
+    r = raftnet("inspect", d)
+    assert r.returncode == 0, r.stderr
+    assert "snapshot   index 60  term 3  (newest of 2)" in r.stdout
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  snap-")}
+    assert f"index 40  term 3  {os.path.getsize(old)} bytes  voters [1, 2, 3]  learners []" \
+        in lines[os.path.basename(old)]
+    assert "learners [4]" in lines[os.path.basename(new)] and "UNFINISHED" in lines[partial]
+    out = json.loads(cli("inspect", d, "--json").stdout)
+    assert [s["index"] for s in out["snapshots"]] == [40, 60] and out["snapshot"] == out["snapshots"][-1]
+    assert out["snapshot"]["voters"] == [1, 2, 3] and out["snapshot"]["verified"] is None
+    assert out["snapshot_leftovers"] == [partial]
+    r = cli("inspect", d, "--json", "--verify")
+    assert r.returncode == 0 and "2 of 2 snapshot(s) verify" in r.stderr
+    out = json.loads(r.stdout)
+    assert [(s["verified"], s["blobs"], s["blob_bytes"]) for s in out["snapshots"]] == [(True, 5, 500), (True, 7, 700)]
+    assert snapshot_files(d) == before, "inspect modified the data directory"
+
+
+def test_a_damaged_newest_snapshot_is_damage_and_an_older_one_is_only_marked(tmp_path):
+    d = make_dir(tmp_path / "n2")
+    old, new = add_snapshots(d)
+    flip(old, os.path.getsize(old) - 30)
+    r = cli("inspect", d, "--json", "--verify")
+    assert r.returncode == 0, r.stdout
+    out = json.loads(r.stdout)
+    assert out["damage"] is None and out["snapshots"][0]["verified"] is False
+    assert out["snapshots"][0]["damage"]["file"] == old and out["snapshots"][1]["verified"] is True
+    r = cli("inspect", d, "--verify")
+    assert r.returncode == 0 and "DAMAGED: " in r.stdout and "1 of 2 snapshot(s) verify" in r.stderr
+
+    flip(new, os.path.getsize(new) - 30)  # in the last blob: only a full read sees it
+    r = cli("inspect", d, "--verify")
+    assert r.returncode == 4
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"corruption: {new} offset ") and "checksum mismatch" in line
+    code, out = (lambda r: (r.returncode, json.loads(r.stdout)))(cli("inspect", d, "--json", "--verify"))
+    assert code == 4 and out["error"] == "corruption" and out["file"] == new
+    assert cli("inspect", d).returncode == 0  # without --verify only the headers are read
+
+    flip(new, 20)  # in the header: seen without --verify too, reported like the log's damage
+    r = cli("inspect", d)
+    assert r.returncode == 0 and any(line.startswith(f"DAMAGE: corruption: {new}") for line in r.stdout.splitlines())
+    assert r.stderr.startswith("warning: damaged data directory")
+
+
+def test_snapshot_option_prints_and_verifies_one_file(tmp_path):
+    d = make_dir(tmp_path / "n2")
+    _, new = add_snapshots(d)
+    before = snapshot_files(d)
+    r = cli("inspect", "--snapshot", new)
+    assert r.returncode == 0, r.stderr
+    assert "index      60  term 3" in r.stdout and "voters [1, 2, 3]  learners [4]" in r.stdout
+    assert f"blobs      7, 700 bytes (file {os.path.getsize(new)} bytes)" in r.stdout
+    assert r.stderr.startswith("verified: ")
+    out = json.loads(cli("inspect", "--snapshot", new, "--json").stdout)
+    assert out == {"snapshot": new, "index": 60, "term": 3, "voters": [1, 2, 3], "learners": [4], "blobs": 7,
+                   "blob_bytes": 700, "bytes": os.path.getsize(new), "verified": True}
+    assert snapshot_files(d) == before
+
+    flip(new, os.path.getsize(new) - 3)  # in the trailer
+    r = raftnet("inspect", "--snapshot", new)
+    assert r.returncode == 4 and r.stdout == ""
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"corruption: {new} offset ")
+    r = cli("inspect", "--snapshot", new, "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 4 and out["error"] == "corruption" and out["file"] == new
+
+    assert cli("inspect", d, "--snapshot", new).returncode == 64  # one or the other
+    assert cli("inspect").returncode == 64
+    assert cli("inspect", "--snapshot", new, "--entries", "1..2").returncode == 64
+    assert cli("inspect", "--snapshot", str(tmp_path / "missing")).returncode == 64
+    r = cli("inspect", "--snapshot", new, "--entries", "1..2", "--json")
+    assert r.returncode == 64 and json.loads(r.stdout)["error"] == "usage"
+
+
+def test_no_snapshot_content_makes_inspect_fail_with_a_traceback(tmp_path):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    d = make_dir(tmp_path / "n2")
+    _, new = add_snapshots(d)
+    good = open(new, "rb").read()
+    runner = CliRunner()
+    cases = [b"", rng.randbytes(7), rng.randbytes(3000), good[:12], good + b"\0"]
+    for _ in range(40):
+        data = bytearray(good)
+        if rng.random() < 0.3:
+            del data[rng.randrange(len(data)):]
+        else:
+            at = rng.randrange(len(data))
+            data[at : at + 8] = rng.randbytes(8)
+        cases.append(bytes(data))
+    for k, data in enumerate(cases):
+        open(new, "wb").write(data)
+        where = f"seed={seed} case {k}"
+        for args in (["--snapshot", new], ["--snapshot", new, "--json"], [d, "--verify", "--json"], [d]):
+            r = runner.invoke(main, ["inspect", *args])
+            assert r.exception is None or isinstance(r.exception, SystemExit), f"{where} {args}: {r.exc_info}"
+            assert "Traceback" not in r.stderr, where
+            expect = (0,) if args == [d] or data == good else (4,)
+            assert r.exit_code in expect, f"{where} {args}: {r.exit_code} {r.stderr}"

@@ -68,6 +68,16 @@ class OSFileSystem:
         with open(path, "rb") as f:
             return f.read()
 
+    def size(self, path: str) -> int:
+        return os.stat(path).st_size
+
+    def read_range(self, path: str, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes from ``offset`` (fewer at the end of the file):
+        reading a large file piece by piece, never all of it at once."""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
+
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> OSFile:
         """Open for reading and writing; ``create`` makes a new empty file
         (replacing any file of that name unless ``exclusive``)."""

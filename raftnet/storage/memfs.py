@@ -109,6 +109,17 @@ class MemFS:
             raise FileNotFoundError(errno.ENOENT, "no such file", path)
         return bytes(self.data[self.names[path]])
 
+    def size(self, path: str) -> int:
+        return len(self._image(path))
+
+    def read_range(self, path: str, offset: int, n: int) -> bytes:
+        return bytes(self._image(path)[offset : offset + n])
+
+    def _image(self, path: str) -> bytearray:
+        if path not in self.names:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        return self.data[self.names[path]]
+
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> MemFile:
         self._check("open", path)
         if path in self.names:
