@@ -111,11 +111,12 @@ def scan_tolerant(data_dir: str, fs=fsmod.OS) -> tuple[list[Entry], list[Segment
     return entries, scans, sum(s.batches for s in scans), None
 
 
-def check_commit(commit: int, entries: list[Entry], scans: list[SegmentScan]) -> Corruption | None:
+def check_commit(commit: int, entries: list[Entry], scans: list[SegmentScan], covered: int = 0) -> Corruption | None:
     """The hard state's commit index is written only after the entries it
-    covers were fsynced, so a log that ends below it lost fsynced entries."""
+    covers were fsynced, so a log that ends below it lost fsynced entries
+    (unless a snapshot, ending at ``covered``, holds them)."""
     last = _next_index(entries) - 1
-    if commit <= last:
+    if commit <= max(last, covered):
         return None
     where = next((s for s in reversed(scans) if not (s.empty or s.superseded)), None)
     path = where.path if where else "(no segment)"
@@ -135,15 +136,19 @@ def _walk(data_dir: str, fs, entries: list[Entry], scans: list[SegmentScan]) -> 
     """Replay into ``entries`` and ``scans``, which hold what was read when
     Corruption is raised."""
     order = list(_in_write_order(data_dir, fs))
+    # Segments wholly covered by a snapshot are deleted (compaction): the log
+    # then starts at the oldest segment's first index, not at 1.
+    live = [t[0].first_index for t in order if not (t[0].empty or t[0].superseded)]
+    base = min(live) - 1 if live else 0
     for k, (s, view, offset, bad) in enumerate(order):
         scans.append(s)
         if s.empty or s.superseded:
             continue
         if bad is not None:
-            raise Corruption(s.path, 0, _next_index(entries), f"unreadable segment header ({bad})")
+            raise Corruption(s.path, 0, _next_index(entries, base), f"unreadable segment header ({bad})")
         last = all(t[0].empty or t[0].superseded for t in order[k + 1 :])
-        _replay_segment(s, view, offset, last, entries)
-        s.last_index = _next_index(entries) - 1
+        _replay_segment(s, view, offset, last, entries, base)
+        s.last_index = _next_index(entries, base) - 1
 
 
 def _in_write_order(data_dir: str, fs) -> Iterator[tuple[SegmentScan, memoryview, int, str | None]]:
@@ -190,7 +195,8 @@ def _in_write_order(data_dir: str, fs) -> Iterator[tuple[SegmentScan, memoryview
         yield t
 
 
-def _replay_segment(s: SegmentScan, view: memoryview, offset: int, last: bool, entries: list[Entry]) -> None:
+def _replay_segment(s: SegmentScan, view: memoryview, offset: int, last: bool, entries: list[Entry],
+                    base: int = 0) -> None:
     s.end = offset
     while True:
         start = offset
@@ -205,7 +211,7 @@ def _replay_segment(s: SegmentScan, view: memoryview, offset: int, last: bool, e
             return
         records, offset = got
         for at, item in records:
-            _replay(entries, item, s.path, at)
+            _replay(entries, item, s.path, at, base)
         s.batches += 1
         s.last_batch, s.end = start, offset
 
@@ -328,8 +334,8 @@ def _zero(view: memoryview, start: int, end: int | None = None) -> bool:
 # -- entries ------------------------------------------------------------------------------------
 
 
-def _next_index(entries: list[Entry]) -> int:
-    return entries[-1].index + 1 if entries else 1
+def _next_index(entries: list[Entry], base: int = 0) -> int:
+    return entries[-1].index + 1 if entries else base + 1
 
 
 def _number(item: list, path: str, at: int, index: int | None) -> int:
@@ -340,19 +346,20 @@ def _number(item: list, path: str, at: int, index: int | None) -> int:
     return item[1]
 
 
-def _replay(entries: list[Entry], item: list, path: str, at: int) -> None:
+def _replay(entries: list[Entry], item: list, path: str, at: int, base: int = 0) -> None:
     if item[0] == rec.TRUNCATE:
         index = _number(item, path, at, None)
-        if index < 1 or index > _next_index(entries):
-            raise Corruption(path, at, index, f"truncate to {index} beyond the log's end {_next_index(entries) - 1}")
-        first = entries[0].index if entries else 1
+        if index < base + 1 or index > _next_index(entries, base):
+            raise Corruption(path, at, index,
+                             f"truncate to {index} outside the log {base + 1}..{_next_index(entries, base) - 1}")
+        first = entries[0].index if entries else base + 1
         del entries[max(0, index - first) :]
         return
     try:
         e = rec.decode_entry(item)
     except rec.BadRecord as exc:
         raise Corruption(path, at, None, str(exc)) from None
-    expected = _next_index(entries)
+    expected = _next_index(entries, base)
     if e.index != expected:
         raise Corruption(path, at, e.index, f"gap in the log: entry {e.index} where {expected} belongs")
     if entries and e.term < entries[-1].term:

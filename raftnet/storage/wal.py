@@ -6,6 +6,14 @@ Layout of a data directory::
     meta          checksummed CBOR {"cluster": name, "node_id": id, "format": 2}
     hardstate     term, vote, commit (hardstate.py)
     wal-00000000000000000001.log   segments, named by their first entry's index
+    snap-<index>-<term>.snap       snapshots (snapshot.py); the newest valid one counts
+
+Compaction deletes the segments a snapshot wholly covers (``compact``), so
+the log may start after index 1; installing a leader's snapshot replaces the
+whole log (``reset``). Recovery reconciles the log with the newest valid
+snapshot: a log that does not hold the snapshot's last entry (a crash
+between a snapshot's install and the deletion of the old segments) is
+dropped, as the install would have dropped it.
 
 Segments are preallocated to ``segment_size`` (zero-filled), so an append
 never grows the file and ``fdatasync`` suffices. A new segment starts when a
@@ -36,6 +44,7 @@ from . import fs as fsmod, records as rec
 from .errors import Corruption, StorageError, StorageFailed
 from .hardstate import NAME as HARDSTATE, HardStateFile, read_hard_state
 from .replay import SEGMENT_RE, SegmentScan, check_commit, list_segments, scan, scan_tolerant, segment_name
+from .snapshot import SnapshotMeta, latest_snapshot, remove_partials
 
 __all__ = ["DEFAULT_SEGMENT_SIZE", "FSYNC_POLICIES", "MIN_SEGMENT_SIZE", "SegmentScan", "Storage",
            "list_segments", "read_meta", "scan", "scan_tolerant", "segment_name"]
@@ -96,6 +105,8 @@ class Storage:
         self.fs = fs
         self._rng = rng
         self._entries: list[Entry] = []
+        self._base = 0  # the index before the first entry: what snapshots cover and compaction dropped
+        self.snapshot: tuple[SnapshotMeta, str] | None = None  # the newest valid snapshot and its path
         self._hard: HardStateFile | None = None
         self._lock = None
         self._file = None  # the segment being appended to
@@ -201,10 +212,17 @@ class Storage:
             raise Corruption(hs_path, 0, None, "hard state file is missing")
         self._hard = HardStateFile(self.fs, hs_path, create=False)
         t0 = time.perf_counter()
+        self.snapshot = latest_snapshot(self.data_dir, fs=self.fs)
+        covered = self.snapshot[0].index if self.snapshot else 0
         entries, scans, _ = scan(self.data_dir, self.fs)
+        if entries and entries[0].index > covered + 1:
+            raise Corruption(scans[0].path, 0, covered + 1,
+                             f"the log starts at {entries[0].index} but the newest snapshot ends at {covered}: "
+                             f"entries {covered + 1}..{entries[0].index - 1} are missing")
         self._entries = entries
+        self._base = entries[0].index - 1 if entries else covered
         hs = self._hard.hard_state
-        damage = check_commit(hs.commit, entries, scans)
+        damage = check_commit(hs.commit, entries, scans, covered)
         if damage is not None:
             if self.fsync != "never":
                 raise damage
@@ -212,6 +230,14 @@ class Storage:
             self._hard.hard_state = HardState(hs.term, hs.vote, self.last_index)
         # Nothing is written before the whole directory has been read and judged.
         self._repair(scans)
+        remove_partials(self.data_dir, fs=self.fs)
+        if self.snapshot is not None and self._log_contradicts(self.snapshot[0]):
+            log.warning("%s: the log does not hold the snapshot's last entry %d (term %d): a crash cut its "
+                        "install short; dropping the old log, as the install does",
+                        self.data_dir, self.snapshot[0].index, self.snapshot[0].term)
+            self._drop_segments()
+            self._entries, self._base = [], self.snapshot[0].index
+            scans = []
         live = [s for s in scans if not (s.empty or s.superseded)]
         if live:
             last = live[-1]
@@ -255,6 +281,21 @@ class Storage:
     def _path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
 
+    def _log_contradicts(self, meta: SnapshotMeta) -> bool:
+        if meta.index < self.first_index:
+            return False  # the log starts after the snapshot: compaction left it so
+        return meta.index > self.last_index or self.entries(meta.index, meta.index + 1)[0].term != meta.term
+
+    def _drop_segments(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        paths = [p for _, p in list_segments(self.data_dir, self.fs)]
+        for p in paths:
+            self.fs.unlink(p)
+        if paths:
+            self.fs.sync_dir(self.data_dir)
+
     # -- reading ---------------------------------------------------------------------
 
     @property
@@ -263,11 +304,11 @@ class Storage:
 
     @property
     def first_index(self) -> int:
-        return self._entries[0].index if self._entries else 1
+        return self._base + 1
 
     @property
     def last_index(self) -> int:
-        return self._entries[-1].index if self._entries else 0
+        return self._entries[-1].index if self._entries else self._base
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
         first = self.first_index
@@ -293,6 +334,40 @@ class Storage:
             except OSError as exc:
                 self._fail(exc.filename or self._hard.path, exc)
 
+    def compact(self, index: int) -> int:
+        """Delete the segments whose entries all lie at or before ``index``
+        (a snapshot covers them; the caller wrote it first). The segment
+        being appended to always stays. Returns how many were deleted."""
+        if self._failed is not None:
+            raise self._failed
+        segments = list_segments(self.data_dir, self.fs)
+        doomed = [path for (first, path), (after, _) in zip(segments, segments[1:])
+                  if after - 1 <= index and path != self._seg_path]
+        try:
+            for path in doomed:
+                self.fs.unlink(path)
+            if doomed:
+                self.fs.sync_dir(self.data_dir)
+        except OSError as exc:
+            self._fail(exc.filename or self.data_dir, exc)
+        if doomed:
+            first = list_segments(self.data_dir, self.fs)[0][0]
+            del self._entries[: first - 1 - self._base]
+            self._base = first - 1
+        return len(doomed)
+
+    def reset(self, index: int) -> None:
+        """The log is replaced by a snapshot ending at ``index`` (already
+        durable): every segment goes, and the next entry is ``index + 1``."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            self._drop_segments()
+        except OSError as exc:
+            self._fail(exc.filename or self.data_dir, exc)
+        self._entries, self._base = [], index
+        self._seg_path, self._seg_first, self._offset = "", 0, 0
+
     def _fail(self, path: str, exc: OSError) -> None:
         self._failed = StorageFailed(path, exc)
         log.error("%s", self._failed)
@@ -302,6 +377,8 @@ class Storage:
         first = entries[0].index
         if first > self.last_index + 1:
             raise StorageError(f"gap: appending index {first} after last index {self.last_index}")
+        if first <= self._base:
+            raise StorageError(f"cannot overwrite index {first}: a snapshot covers the log up to {self._base}")
         truncating = first <= self.last_index
         data = self._batch(entries, truncating, self._seed, self._offset)
         if self._file is None or self._offset + len(data) > self._seg_size or first < self._seg_first:
