@@ -1,7 +1,8 @@
 """The crash-state explorer (raftnet/storage/explore.py) in CI: a bounded
 sample of crash states and disk faults for every workload, the crash model
 of the recording file system it runs on, and proof that it catches the
-defects it was built for when they are put back.
+defects it was built for when they are put back; and the defect its
+snapshot workloads found, over every crash state.
 
 `make crash-explore` runs the exhaustive set.
 """
@@ -11,18 +12,23 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 
 import pytest
 
-from raftnet.storage import explore, hardstate, memfs, replay, wal
+from raftnet.core.ready import HardState
+from raftnet.storage import explore, hardstate, memfs, replay, snapshot, wal
+from raftnet.storage.errors import Corruption
+from raftnet.storage.snapshot import SnapshotMeta
 
 LONG = os.environ.get("RAFTNET_LONG") == "1"
+WAL_WORKLOADS = [w for w in explore.WORKLOADS if w not in explore.SNAPSHOT_WORKLOADS]
 
 
 def run(workloads=None, per_point=24, faults=120, seed=None):
     seed = random.randrange(1 << 30) if seed is None else seed
     out = io.StringIO()
-    rep = explore.run(workloads or [*explore.WORKLOADS, "upgrade"], per_point, faults, seed, out=out)
+    rep = explore.run(workloads or [*WAL_WORKLOADS, "upgrade"], per_point, faults, seed, out=out)
     return seed, rep, out.getvalue()
 
 
@@ -31,6 +37,17 @@ def test_sampled_crash_states_all_recover_and_no_disk_fault_loses_data_silently(
     assert not rep.failures, f"seed {seed}:\n{out}\n" + "\n".join(rep.failures[:20])
     assert rep.crash_states > 2000 and rep.faults > 400, out
     assert rep.refused > 0 and rep.intact > 0, out  # the faults did land on live data, and on dead space
+
+
+def test_sampled_snapshot_crash_states_recover_and_no_damaged_snapshot_is_used():
+    """Compaction, an install from a leader's chunks, an install over a
+    conflicting log: every crash state recovers the acknowledged log and the
+    newest snapshot, whole; a damaged snapshot is refused or skipped for an
+    older one the log still follows."""
+    seed, rep, out = run(list(explore.SNAPSHOT_WORKLOADS), per_point=256 if LONG else 48, faults=2000 if LONG else 200)
+    assert not rep.failures, f"seed {seed}:\n{out}\n" + "\n".join(rep.failures[:20])
+    assert rep.crash_states > 400 and rep.faults > 400, out
+    assert rep.fell_back > 0 and rep.refused > 0 and rep.intact > 0, out
 
 
 # -- the recording file system's crash model ------------------------------------------------
@@ -140,3 +157,112 @@ def test_it_catches_a_missing_directory_fsync(monkeypatch):
 
     failures = _failures(monkeypatch, [(wal.Storage, "_create", create_without_dir_fsync)], ["restarts"], faults=0)
     assert any("hard state file is missing" in f for f in failures), failures[:5]
+
+
+def test_it_catches_a_snapshot_used_without_reading_it_whole(monkeypatch):
+    """Recovery that checks only a snapshot's header would use a damaged one."""
+    def header_only(data_dir, fs):
+        for _, _, path in reversed(snapshot.list_snapshots(data_dir, fs=fs)):
+            try:
+                return snapshot.read_snapshot(path, fs=fs)[0], path
+            except Corruption:
+                continue
+        return None
+
+    failures = _failures(monkeypatch, [(wal, "latest_snapshot", header_only)], ["compaction"], per_point=4, faults=40)
+    assert any("SILENTLY ACCEPTED: recovered a damaged snapshot" in f for f in failures), failures[:5]
+
+
+def test_it_catches_an_install_whose_old_log_survives_a_crash(monkeypatch):
+    """Recovery that keeps a log the newest snapshot contradicts (a crash
+    between writing a leader's snapshot and resetting the log)."""
+    failures = _failures(monkeypatch, [(wal.Storage, "_log_contradicts", lambda self, meta: False)],
+                         ["install-conflict"], per_point=4, faults=0)
+    assert any("kept a log the snapshot contradicts" in f for f in failures), failures[:5]
+
+
+def test_it_catches_a_snapshot_renamed_before_its_fsync(monkeypatch):
+    """write_snapshot without the fsync before the rename: a crash can leave
+    the name on a torn file, and the compaction after it has deleted the
+    log the older snapshot needs."""
+    real = memfs.MemFile.sync
+
+    def no_fsync_of_snapshots(self):
+        if not self.path.endswith(".snap.tmp"):
+            real(self)
+
+    failures = _failures(monkeypatch, [(memfs.MemFile, "sync", no_fsync_of_snapshots)], ["compaction"],
+                         per_point=4, faults=0)
+    assert any("refused a crash state" in f or "not one that was acknowledged" in f for f in failures), \
+        failures[:5]
+
+
+# -- the defect the snapshot workloads found, and its fix ----------------------------------------
+#
+# compact and reset unlinked several segments before one directory fsync, so a crash could keep any
+# of them: a gap recovery refused, or (reset) only the newest old segment, which read as a log
+# following the snapshot. Each unlink is now durable before the next (compact oldest first, reset
+# newest first); these tests failed before the fix and pass now, over every crash state.
+
+
+def _log_in_segments(last: int):
+    """A storage on the recording file system holding 1..last (term 1), three entries to a segment."""
+    fs = memfs.MemFS()
+    fs.makedirs(explore.DIR)
+    st = explore._open(fs, random.Random(1))
+    st.save(HardState(1, 1, 0), [])
+    for i in range(1, last + 1):
+        st.save(None, [explore._entry(i, 1, explore.BIG)])
+    st.save(HardState(1, 1, 3), [])
+    return fs, st
+
+
+def _every_crash_state(fs, since: int):
+    for n in range(since, len(fs.ops) + 1):
+        for state in fs.crash_point(n).states(64, random.Random(n)):
+            yield n, state
+
+
+def test_a_crash_anywhere_in_compaction_leaves_a_log_recovery_opens():
+    fs, st = _log_in_segments(10)  # segments 1, 4, 7, 10
+    snapshot.write_snapshot(explore.DIR, SnapshotMeta(7, 1, (1,)), [b"state"], fs=fs)
+    start = len(fs.ops)
+    assert st.compact(7) == 2  # wal-1 and wal-4
+    st.close()
+    for n, state in _every_crash_state(fs, start):
+        st = explore._open(memfs.MemFS(state), random.Random(1))
+        try:
+            assert st.last_index == 10 and st.snapshot[0].index == 7 and st.first_index <= 8, fs.describe(n - 1)
+        finally:
+            st.close()
+
+
+@pytest.mark.parametrize("index", [5, 6])
+def test_a_crash_anywhere_in_an_install_reset_never_keeps_the_replaced_log(index):
+    fs, st = _log_in_segments(8)  # segments 1, 4, 7, all term 1
+    snapshot.write_snapshot(explore.DIR, SnapshotMeta(index, 2, (1,)), [b"state"], fs=fs)  # conflicts at index
+    start = len(fs.ops)
+    st.reset(index)
+    st.close()
+    for n, state in _every_crash_state(fs, start):
+        st = explore._open(memfs.MemFS(state), random.Random(1))
+        try:
+            assert st.snapshot[0].index == index
+            assert st.last_index == index, f"after {fs.describe(n - 1)}: kept {st.first_index}..{st.last_index}"
+        finally:
+            st.close()
+
+
+def test_a_log_that_starts_after_the_snapshot_in_an_older_term_is_dropped():
+    """What only the newest old segment surviving a reset looked like."""
+    fs, st = _log_in_segments(8)
+    st.close()
+    for first in (1, 4):
+        fs.unlink(f"{explore.DIR}/{replay.segment_name(first)}")
+    fs.sync_dir(explore.DIR)
+    snapshot.write_snapshot(explore.DIR, SnapshotMeta(6, 2, (1,)), [b"state"], fs=fs)
+    st = explore._open(fs, random.Random(1))
+    try:
+        assert (st.first_index, st.last_index) == (7, 6)
+    finally:
+        st.close()

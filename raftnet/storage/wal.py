@@ -282,18 +282,29 @@ class Storage:
         return os.path.join(self.data_dir, name)
 
     def _log_contradicts(self, meta: SnapshotMeta) -> bool:
+        if not self._entries:
+            return False
         if meta.index < self.first_index:
-            return False  # the log starts after the snapshot: compaction left it so
+            # The log starts right after the snapshot (an install, then
+            # appends): its terms must not go back below the snapshot's.
+            return self._entries[0].term < meta.term
         return meta.index > self.last_index or self.entries(meta.index, meta.index + 1)[0].term != meta.term
 
     def _drop_segments(self) -> None:
+        """Delete every segment, newest first, each unlink made durable
+        before the next: a crash on the way leaves a prefix of the old log,
+        which still contradicts the snapshot and is dropped again on
+        recovery. (Unlinks made durable together may land in any order: a
+        crash could keep just the newest old segment, which reads as a log
+        that follows the snapshot.)"""
         if self._file is not None:
             self._file.close()
             self._file = None
-        paths = [p for _, p in list_segments(self.data_dir, self.fs)]
+        self._unlink_one_by_one([p for _, p in reversed(list_segments(self.data_dir, self.fs))])
+
+    def _unlink_one_by_one(self, paths: list[str]) -> None:
         for p in paths:
             self.fs.unlink(p)
-        if paths:
             self.fs.sync_dir(self.data_dir)
 
     # -- reading ---------------------------------------------------------------------
@@ -344,10 +355,9 @@ class Storage:
         doomed = [path for (first, path), (after, _) in zip(segments, segments[1:])
                   if after - 1 <= index and path != self._seg_path]
         try:
-            for path in doomed:
-                self.fs.unlink(path)
-            if doomed:
-                self.fs.sync_dir(self.data_dir)
+            # Oldest first, each unlink durable before the next, so a crash
+            # leaves a contiguous log that starts at or before index + 1.
+            self._unlink_one_by_one(doomed)
         except OSError as exc:
             self._fail(exc.filename or self.data_dir, exc)
         if doomed:
