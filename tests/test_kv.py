@@ -1,4 +1,5 @@
-"""The KV state machine: commands, sessions (exactly-once), expiry, snapshots."""
+"""The KV state machine: commands, sessions (exactly-once), expiry, snapshot
+round trips (tests/test_kv_snapshot.py has the copy-on-write view)."""
 
 from __future__ import annotations
 
@@ -162,5 +163,5 @@ def test_apply_is_a_function_of_the_log_alone_not_of_the_node_config():
                                "limits": {"max_key_bytes": limit}})
         machine = Node(config, 1).state_machine  # built the way `raftnet serve` builds it
         results = [machine.apply(index, command) for index, command in enumerate(log, start=1)]
-        states.append((results, machine.snapshot()))
+        states.append((results, machine.state_digest()))
     assert states[0] == states[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Iterable
 
 
 class Counter:
@@ -27,11 +28,15 @@ class Counter:
     def read(self, query):
         return self.total
 
-    def snapshot(self) -> bytes:
-        return struct.pack(">qq", self.total, self.count)
+    def snapshot(self) -> list[bytes]:
+        # Encoded now, not lazily: the caller iterates later, after more applies.
+        return [struct.pack(">qq", self.total, self.count)]
 
-    def restore(self, data: bytes) -> None:
-        self.total, self.count = struct.unpack(">qq", data)
+    def restore(self, blobs: Iterable[bytes]) -> None:
+        blobs = list(blobs)
+        if len(blobs) != 1 or len(blobs[0]) != 16:
+            raise ValueError("a Counter snapshot is one blob of 16 bytes")
+        self.total, self.count = struct.unpack(">qq", blobs[0])
 
 
 class Nondeterministic(Counter):
