@@ -129,6 +129,15 @@ class ForgetVoteOnRestart(Raft):
         super().__init__(config, rng, HardState(last_term, None, hard_state.commit), entries, **kwargs)
 
 
+class KeepLogOnSnapshot(Raft):
+    """A follower given a snapshot keeps its own log whenever it holds an
+    entry at the snapshot's index, whatever that entry's term (§7 keeps the
+    suffix only when index and term match)."""
+
+    def _snapshot_matches_log(self, index: int, term: int) -> bool:
+        return self.log.term_at(index) is not None
+
+
 BUGS: dict[str, type[Raft]] = {
     "no-prev-log-check": NoPrevLogCheck,
     "commit-prior-term": CommitPriorTerm,
@@ -142,6 +151,7 @@ BUGS: dict[str, type[Raft]] = {
     "read-index-without-quorum": ReadIndexWithoutQuorum,
     "apply-uncommitted": ApplyUncommitted,
     "forget-vote-on-restart": ForgetVoteOnRestart,
+    "keep-log-on-snapshot": KeepLogOnSnapshot,
 }
 
 # Defects that are not unsafe: caught by a cost check instead.

@@ -11,6 +11,13 @@ and a crash in the middle keeps a seeded prefix of it
 completes at once. All randomness comes from one ``random.Random(seed)``, so
 a seed replays a run exactly.
 
+Snapshots (``snapshots=(every, keep)``): a node snapshots its state machine
+every ``every`` applied entries and keeps ``keep`` entries behind it in its
+log; a leader sends a follower that needs compacted entries its newest
+snapshot, which travels as one message over the faulty network (the chunked
+streaming of the real node is tested on its own) and is reported back to the
+leader as sent or failed.
+
 A crash keeps only the node's disk; a restart builds a new core from it.
 With ``crash_in_ready`` > 0 a node may also die at any point of carrying out
 a Ready: with its write in flight, after the write, or mid-apply.
@@ -33,6 +40,7 @@ from typing import Any
 from ..core import ProposalRefused, Raft, RaftConfig, Role
 from ..core.messages import (
     AppendEntriesResponse,
+    InstallSnapshot,
     Entry,
     EntryKind,
     HeartbeatResponse,
@@ -42,7 +50,7 @@ from ..core.messages import (
 )
 from ..core.ready import ReadState
 from ..node.readyloop import carry_out
-from ..storage.memdisk import MemoryDisk
+from ..storage.memdisk import MemoryDisk, StoredSnapshot
 from .invariants import Checker, Violation
 from .network import Faults, Network
 from .timeline import Timeline
@@ -50,7 +58,16 @@ from .timeline import Timeline
 TICK = 10  # virtual time units between two ticks of a node whose clock runs true
 TRACE_TAIL = 40
 
-_TICK, _DELIVER, _WRITTEN, _CRASH = 0, 1, 2, 3
+_TICK, _DELIVER, _WRITTEN, _CRASH, _REPORT = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotStream(Message):
+    """A snapshot on its way from a leader to a follower: the whole transfer
+    as one message (lost, delayed or duplicated as one)."""
+
+    snapshot: StoredSnapshot
+    voters: tuple[int, ...]
 
 
 @dataclass(slots=True)
@@ -75,7 +92,7 @@ class _Crashed(Exception):
 
 class SimNode:
     __slots__ = ("id", "disk", "raft", "generation", "applied", "led_term", "machine", "writing",
-                 "tick_every", "cluster")
+                 "tick_every", "cluster", "received")
 
     def __init__(self, node_id: int, cluster: Cluster):
         self.id = node_id
@@ -88,6 +105,7 @@ class SimNode:
         self.led_term = 0
         self.writing = None  # (the Ready's carry_out generator, the disk write) while in flight
         self.tick_every = TICK  # clock-rate skew: some nodes tick faster or slower
+        self.received: dict[tuple[int, int], StoredSnapshot] = {}  # snapshots streamed to us, by (index, term)
 
     @property
     def alive(self) -> bool:
@@ -97,6 +115,9 @@ class SimNode:
 
     def send(self, m: Message) -> None:
         c = self.cluster
+        if isinstance(m, InstallSnapshot):
+            c.stream_snapshot(self, m)
+            return
         c.promise_kept(self, m)
         if isinstance(m, AppendEntriesResponse):
             c.checker.acknowledged(m)
@@ -143,6 +164,7 @@ class Cluster:
         check_quorum: bool = True,
         max_inflight_msgs: int = 16,
         max_size_per_msg: int = 4096,
+        snapshots: tuple[int, int] | None = None,
         trace: Callable[[str], None] | None = None,
         timeline: bool = False,
     ):
@@ -154,6 +176,9 @@ class Cluster:
         self.crash_in_ready = crash_in_ready
         self.disk_model = disk
         self.machine_factory = machine
+        self.snapshots = snapshots
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
         self.config = dict(
             election_tick=election_tick,
             heartbeat_tick=heartbeat_tick,
@@ -206,9 +231,18 @@ class Cluster:
                 return True
             self.net.delivered += 1
             self._note("deliver", m)
+            if isinstance(m, SnapshotStream):
+                m = self._received_snapshot(node, m)
             self.checker.delivering(node.raft, m)
             node.raft.step(m)
             self.checker.delivered(node.raft, m)
+        elif kind == _REPORT:
+            leader, peer, ok = payload
+            node = self.nodes[leader]
+            if node.generation != generation:
+                return True
+            self._note("snapshot-report", leader, peer, ok)
+            node.raft.report_snapshot(peer, ok)
         else:
             node = self.nodes[payload]
             if node.generation != generation:
@@ -218,6 +252,7 @@ class Cluster:
                 node.raft.tick()
             elif kind == _WRITTEN:
                 self._written(node)
+
             elif self.crash_in_ready:  # (crashes may have been switched off since)
                 self.crash(node.id, "with a write in flight" if node.writing else "after a write")
         self._run(node)
@@ -256,7 +291,11 @@ class Cluster:
                 if write is None:
                     self._advanced(node)
                     continue
-                node.writing = (steps, node.disk.begin(write.hard_state, write.entries))
+                install = None
+                if write.snapshot is not None:
+                    install = node.received.pop((write.snapshot.snapshot_index, write.snapshot.snapshot_term))
+                    node.received.clear()
+                node.writing = (steps, node.disk.begin(write.hard_state, write.entries, install))
                 model = self.disk_model
                 if model is None:
                     self._written(node)  # no disk model: the write is instant
@@ -272,6 +311,10 @@ class Cluster:
         """The node's write is durable: finish carrying out its Ready."""
         steps, write = node.writing
         write.finish()
+        if write.snapshot is not None:
+            self._restore(node, write.snapshot)
+            self.snapshots_installed += 1
+            self._note("installed", node.id, write.snapshot.index)
         self.checker.saved(node.id, node.disk)
         try:
             self.maybe_crash(node, "after the write")
@@ -284,6 +327,8 @@ class Cluster:
 
     def _advanced(self, node: SimNode) -> None:
         raft = node.raft
+        if self.snapshots is not None:
+            self.maybe_snapshot(node)
         if raft.role is Role.LEADER and node.led_term != raft.term:
             node.led_term = raft.term
             self._note("leader", node.id, raft.term)
@@ -297,6 +342,58 @@ class Cluster:
     def send(self, m: Message) -> None:
         for delay in self.net.delays(m):
             self._push(self.now + delay, _DELIVER, m, 0)
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def maybe_snapshot(self, node: SimNode) -> None:
+        """Take a snapshot once ``every`` entries were applied since the last."""
+        raft, disk = node.raft, node.disk
+        every, keep = self.snapshots
+        last = disk.snapshot.index if disk.snapshot is not None else 0
+        index = raft.applied_index
+        if index - last < every:
+            return
+        blobs = list(node.machine.snapshot()) if node.machine is not None else None
+        snap = StoredSnapshot(index, raft.log.term_at(index), (tuple(node.applied[:index]), blobs))
+        compact_to = min(index - keep, raft.log.stable_index)
+        disk.take_snapshot(snap, compact_to)
+        raft.snapshot_taken(index, compact_to)
+        self.snapshots_taken += 1
+        self._note("snapshot", node.id, index, compact_to)
+
+    def stream_snapshot(self, leader: SimNode, m: InstallSnapshot) -> None:
+        """The leader's node streams its newest snapshot to ``m.dst``, and
+        reports to its core how that went: sent once it arrived (and the
+        acknowledgement came back), failed after a transfer timeout if it
+        was lost."""
+        snap = leader.disk.snapshot
+        stream = SnapshotStream(term=m.term, src=m.src, dst=m.dst, snapshot=snap, voters=m.voters)
+        delays = self.net.delays(stream)
+        transfer = self.rng.randint(0, 5 * TICK)  # a snapshot takes a while to stream
+        for delay in delays:
+            self._push(self.now + delay + transfer, _DELIVER, stream, 0)
+        if delays:
+            report = (self.now + max(delays) + transfer + self.rng.randint(1, 2 * TICK), True)
+        else:
+            report = (self.now + self.rng.randint(5 * TICK, 20 * TICK), False)
+        self._push(report[0], _REPORT, (leader.id, m.dst, report[1]), leader.generation)
+
+    def _received_snapshot(self, node: SimNode, m: SnapshotStream) -> InstallSnapshot:
+        """A whole snapshot arrived: keep it until the core installs it, and
+        step the core's message."""
+        snap = m.snapshot
+        node.received[(snap.index, snap.term)] = snap
+        return InstallSnapshot(term=m.term, src=m.src, dst=m.dst, snapshot_index=snap.index,
+                               snapshot_term=snap.term, voters=m.voters)
+
+    def _restore(self, node: SimNode, snap: StoredSnapshot | None) -> None:
+        """Give a node's state machine and applied history the snapshot's."""
+        if snap is None:
+            return
+        applied, blobs = snap.state
+        node.applied = list(applied)
+        if node.machine is not None:
+            node.machine.restore(iter(blobs))
 
     def promise_kept(self, node: SimNode, m: Message) -> None:
         """A message that promises durable state may only leave once the
@@ -318,7 +415,14 @@ class Cluster:
             # later term may since have replaced them, legitimately).
             if isinstance(m, AppendEntriesResponse) and m.success and node.raft.term == m.term:
                 disk, index = node.disk, m.match_index
-                if disk.last_index < index or disk.term_at(index) != node.raft.log.term_at(index):
+                expected = node.raft.log.term_at(index)
+                if expected is None:
+                    # The core has compacted it (or is installing a snapshot
+                    # past it) since the acknowledgement was made: the disk
+                    # must still hold it, in its log or its snapshot.
+                    if disk.last_index < index and not disk.covers(index):
+                        self._broken(node, m, f"the disk ends at {disk.last_index}")
+                elif disk.last_index < index or disk.term_at(index) != expected:
                     self._broken(node, m, f"the disk ends at {disk.last_index}, term {disk.term_at(index)} "
                                           f"at {index}")
 
@@ -349,11 +453,16 @@ class Cluster:
             return
         cfg = RaftConfig(id=node_id, voters=tuple(self.ids), **self.config)
         rng = Random(self.rng.getrandbits(64))
-        node.raft = self.raft_class(cfg, rng, hard_state=node.disk.hard_state, entries=list(node.disk.entries))
+        disk = node.disk
+        snap = disk.snapshot
+        node.raft = self.raft_class(cfg, rng, hard_state=disk.hard_state, entries=list(disk.entries),
+                                    snapshot=(snap.index, snap.term) if snap is not None else (0, 0))
         node.machine = self.machine_factory() if self.machine_factory is not None else None
+        node.received = {}
+        self._restore(node, snap)
         node.led_term = 0
         self.checker.restarted(node_id, node.disk)
-        self._note("start", node_id, node.disk.hard_state, len(node.disk.entries))
+        self._note("start", node_id, disk.hard_state, disk.last_index)
         if self.timeline is not None:
             self.timeline.restart(self.now, node_id)
         self._push(self.now + self.rng.randint(1, node.tick_every), _TICK, node_id, node.generation)
@@ -455,7 +564,7 @@ class Cluster:
 
     def _log_of(self, node_id: int):
         node = self.nodes[node_id]
-        return node.raft.log if node.raft is not None else node.disk.entries
+        return node.raft.log if node.raft is not None else node.disk
 
     def alive(self) -> list[int]:
         return [i for i, n in self.nodes.items() if n.alive]
@@ -497,10 +606,10 @@ class Cluster:
             if node.raft is None:
                 hs = node.disk.hard_state
                 lines.append(f"  node {i}: down; disk term {hs.term} vote {hs.vote} commit {hs.commit} "
-                             f"last {len(node.disk.entries)}")
+                             f"last {node.disk.last_index}")
             else:
                 r = node.raft
-                terms = [e.term for e in r.log.entries(max(1, r.log.last_index - 15), r.log.last_index + 1)]
+                terms = [e.term for e in r.log.entries(r.log.last_index - 15, r.log.last_index + 1)]
                 lines.append(f"  node {i}: {r.role.value} term {r.term} vote {r.vote} leader {r.leader_id} "
                              f"commit {r.commit_index} applied {r.applied_index} last {r.log.last_index} "
                              f"tail terms {terms}")

@@ -225,8 +225,9 @@ class Checker:
     def became_leader(self, raft: Raft) -> None:
         """Leader completeness, checked once per new leader against everything
         committed so far."""
+        compacted = raft.log.compacted_index  # entries a snapshot holds: committed, applied
         for index, (term, commit_term) in self.committed.items():
-            if commit_term < raft.term and raft.log.term_at(index) != term:
+            if commit_term < raft.term and index > compacted and raft.log.term_at(index) != term:
                 raise Violation(
                     "leader completeness",
                     f"node {raft.id} leads term {raft.term} without committed entry {index} (term {term})",
@@ -252,7 +253,7 @@ class Checker:
         for index in self.fresh:
             term, commit_term = self.committed[index]
             for raft in leaders:
-                if raft.term > commit_term and raft.log.term_at(index) != term:
+                if raft.term > commit_term and index > raft.log.compacted_index and raft.log.term_at(index) != term:
                     raise Violation(
                         "leader completeness",
                         f"entry {index} (term {term}) is committed but leader {raft.id} of term {raft.term} lacks it",
@@ -271,12 +272,12 @@ class Checker:
             disk = node.disk
             disk_last = (disk.term_at(disk.last_index), disk.last_index)
             raft = node.raft
+            holds = disk.term_at(index) == term or disk.covers(index)
             if raft is None:
                 best = disk_last
-                holds = disk.term_at(index) == term
             else:
                 best = max(disk_last, (raft.log.last_term, raft.log.last_index))
-                holds = disk.term_at(index) == term or raft.log.term_at(index) == term
+                holds = holds or raft.log.term_at(index) == term or index <= raft.log.compacted_index
             voters.append((node.id, disk_last))
             if not holds:
                 lacking.append((node.id, best))
@@ -291,10 +292,10 @@ class Checker:
 
 
 def _term_runs(log, lo: int) -> int:
-    """How many distinct terms ``log`` (a RaftLog or a list of entries)
-    holds from index ``lo`` on."""
-    if isinstance(log, list):
-        terms = {e.term for e in log[lo - 1 :]}
+    """How many distinct terms ``log`` (a RaftLog, or a MemoryDisk for a node
+    that is down) holds from index ``lo`` on."""
+    if hasattr(log, "entries_between"):
+        entries = log.entries_between(lo, log.last_index + 1)
     else:
-        terms = {e.term for e in log.entries(max(lo, log.first_index), log.last_index + 1)}
-    return len(terms)
+        entries = log.entries(lo, log.last_index + 1)
+    return len({e.term for e in entries})

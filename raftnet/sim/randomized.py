@@ -70,6 +70,15 @@ def disk_model(rng: Random) -> Disk:
                 slow=rng.choice((50, 200)))
 
 
+def snapshot_policy(rng: Random) -> tuple[int, int] | None:
+    """Most seeds snapshot, often (every 10 to 200 applied entries), some
+    keeping no log behind the snapshot, so followers that fall behind need
+    one; a few never snapshot."""
+    if rng.random() < 0.15:
+        return None
+    return rng.choice((10, 25, 50, 200)), rng.choice((0, 0, 5, 50))
+
+
 def run_seed(
     seed: int,
     nodes: int,
@@ -98,6 +107,8 @@ def run_seed(
         heartbeat_tick=knobs.choice((1, 2, 3)),
         pre_vote=False if figure8 else knobs.random() < 0.7,
         check_quorum=knobs.random() < 0.5,
+        # Its own stream, so the other knobs of a seed stay what they were before snapshots existed.
+        snapshots=snapshot_policy(Random(seed * 104729 + nodes)),
         timeline=timeline,
     )
     skew = knobs.random() < 0.4
@@ -513,11 +524,23 @@ def _lost(cluster: Cluster, entry) -> bool:
 
 def _same_state(cluster: Cluster) -> None:
     """After the liveness phase every replica applied the same log: their
-    state machines must be in the same state."""
+    state machines must be in the same state. A machine's ``state_digest()``
+    says so if it has one; otherwise its snapshot's blobs, joined (a fresh
+    view, consumed and closed here)."""
     states = {}
     for i, node in cluster.nodes.items():
-        if node.machine is not None and hasattr(node.machine, "snapshot"):
-            states[i] = (node.raft.applied_index, node.machine.snapshot())
+        machine = node.machine
+        if machine is None:
+            continue
+        if hasattr(machine, "state_digest"):
+            states[i] = (node.raft.applied_index, machine.state_digest())
+        elif hasattr(machine, "snapshot"):
+            view = machine.snapshot()
+            try:
+                states[i] = (node.raft.applied_index, b"".join(view))
+            finally:
+                if hasattr(view, "close"):
+                    view.close()
     by_index: dict[int, tuple[int, bytes]] = {}
     for i, (index, state) in states.items():
         seen = by_index.setdefault(index, (i, state))
