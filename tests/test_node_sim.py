@@ -202,3 +202,45 @@ async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(a
             assert node.read_stale({"op": "get", "key": "n"})["value"] == b"2"
             assert node.state_machine.data.get("k5") == b"acked"
         nursery.cancel_scope.cancel()
+
+
+async def test_nodes_restart_from_a_snapshot_and_the_log_after_it(autojump_clock):
+    """Every node's disk keeps only a snapshot and a short tail: restarted,
+    each restores its state machine from the snapshot, applies the tail, and
+    the cluster goes on."""
+    from raftnet.core.messages import EntryKind
+    from raftnet.kv.store import KVStore
+    from raftnet.storage.memdisk import StoredSnapshot
+
+    async with trio.open_nursery() as nursery:
+        c = SimCluster(nursery, seed=5)
+        leader, reg = await c.start_all_and_register()
+        client = reg["client"]
+        for seq in range(1, 31):
+            await leader.propose(encode_command("put", key=f"k{seq}", value=b"v%d" % seq, client=client, seq=seq))
+        goal = leader.raft.commit_index
+        await eventually(lambda: all(n.raft.applied_index >= goal for n in c.nodes.values()), 10)
+        for i in (1, 2, 3):
+            c.crash(i)
+        c.net.heal()
+        await trio.sleep(1)
+        for i, store in c.disks.items():
+            disk = store.disk
+            at = disk.hard_state.commit - 3  # the last three committed entries stay in the log
+            kv = KVStore()
+            for e in disk.entries_between(1, at + 1):
+                if e.kind is EntryKind.NORMAL:
+                    kv.apply(e.index, e.data)
+            disk.take_snapshot(StoredSnapshot(at, disk.term_at(at), list(kv.snapshot())), compact_to=at)
+            assert disk.first_index == at + 1
+        for i in (1, 2, 3):
+            await c.start(i)
+        for n in c.nodes.values():
+            assert n.raft.log.compacted_index >= goal - 3 and n.raft.applied_index >= goal - 3
+            assert n.read_stale({"op": "get", "key": "k1"})["value"] == b"v1"
+        leader = await c.leader()
+        await leader.propose(encode_command("put", key="after", value=b"x", client=client, seq=31))
+        assert await leader.read({"op": "get", "key": "k30"}) == {"ok": True, "value": b"v30"}
+        await eventually(lambda: all(n.read_stale({"op": "get", "key": "after"})["value"] == b"x"
+                                     for n in c.nodes.values()), 10)
+        nursery.cancel_scope.cancel()

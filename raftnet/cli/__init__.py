@@ -78,8 +78,9 @@ def _register() -> None:
     from .kv import cas, delete, get, put, status
     from .local import local
     from .serve import serve
+    from .snapshot import snapshot
 
-    for command in (serve, local, put, get, delete, cas, status, inspect, check):
+    for command in (serve, local, put, get, delete, cas, status, inspect, check, snapshot):
         main.add_command(command)
 
 

@@ -13,7 +13,7 @@ write in a worker thread so heartbeats never wait on a slow disk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import trio
@@ -21,6 +21,7 @@ import trio
 from ..core.messages import Entry
 from ..core.ready import HardState
 from ..storage.memdisk import MemoryDisk
+from ..storage.snapshot import read_snapshot
 
 
 class LogStore(Protocol):
@@ -29,7 +30,18 @@ class LogStore(Protocol):
     def entries(self, lo: int, hi: int) -> list[Entry]: ...
 
     @property
+    def first_index(self) -> int: ...
+
+    @property
     def last_index(self) -> int: ...
+
+    @property
+    def snapshot(self) -> tuple[int, int] | None:
+        """(index, term) of the newest snapshot, if any."""
+
+    def snapshot_blobs(self) -> Iterator[bytes]:
+        """The newest snapshot's state-machine blobs (blocking: iterate
+        them in a worker thread)."""
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None: ...
 
@@ -47,11 +59,24 @@ class DiskLogStore:
         return self._storage.hard_state
 
     @property
+    def first_index(self) -> int:
+        return self._storage.first_index
+
+    @property
     def last_index(self) -> int:
         return self._storage.last_index
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
         return self._storage.entries(lo, hi)
+
+    @property
+    def snapshot(self) -> tuple[int, int] | None:
+        found = self._storage.snapshot
+        return (found[0].index, found[0].term) if found is not None else None
+
+    def snapshot_blobs(self) -> Iterator[bytes]:
+        _, blobs = read_snapshot(self._storage.snapshot[1], fs=self._storage.fs)
+        return blobs
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         # Not cancellable mid-write: a half-done save must finish before the
@@ -78,11 +103,23 @@ class MemoryLogStore:
         return self.disk.hard_state
 
     @property
+    def first_index(self) -> int:
+        return self.disk.first_index
+
+    @property
     def last_index(self) -> int:
         return self.disk.last_index
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self.disk.entries[max(lo, 1) - 1 : max(hi, 1) - 1]
+        return self.disk.entries_between(lo, hi)
+
+    @property
+    def snapshot(self) -> tuple[int, int] | None:
+        snap = self.disk.snapshot
+        return (snap.index, snap.term) if snap is not None else None
+
+    def snapshot_blobs(self) -> Iterator[bytes]:
+        return iter(self.disk.snapshot.state)
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         write = self.disk.begin(hard_state, entries)

@@ -101,13 +101,23 @@ class Node:
             self._store = DiskLogStore(storage)
         store = self._store
         hs = store.hard_state
-        entries = store.entries(1, store.last_index + 1)
-        self.raft = Raft(self._raft_config, self._rng, hard_state=hs, entries=entries)
-        # The state machine is rebuilt by replaying the committed log (snapshots come later).
+        snapshot = store.snapshot
+        try:
+            if snapshot is not None:
+                # The newest snapshot, then the committed entries after it: a
+                # restart costs the snapshot's size plus the tail, not the history.
+                await trio.to_thread.run_sync(self.state_machine.restore, store.snapshot_blobs())
+            entries = store.entries(store.first_index, store.last_index + 1)
+            self.raft = Raft(self._raft_config, self._rng, hard_state=hs, entries=entries,
+                             snapshot=snapshot or (0, 0))
+        except BaseException:
+            store.close()  # and with it the data directory's lock
+            raise
         self._seen = (self.raft.role, self.raft.term, self.raft.leader_id)
         log.info(
-            "node %d starting at %s: term %d, vote %s, commit %d, last index %d",
-            self.id, self.address, hs.term, hs.vote, hs.commit, store.last_index,
+            "node %d starting at %s: term %d, vote %s, commit %d, snapshot %s, log %d..%d",
+            self.id, self.address, hs.term, hs.vote, hs.commit,
+            f"{snapshot[0]} (term {snapshot[1]})" if snapshot else "none", store.first_index, store.last_index,
         )
         self._nursery_manager = trio.open_nursery()
         nursery = self._nursery = await self._nursery_manager.__aenter__()
