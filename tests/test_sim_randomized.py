@@ -195,10 +195,12 @@ def test_cli_timeline_of_one_seed(tmp_path):
     assert any((t or "").startswith("p1 ") for t in titles)  # client operations are drawn
 
 
-def test_cli_runs_a_users_state_machine_and_compares_replicas():
+def test_cli_runs_a_users_state_machine_and_compares_replicas(tmp_path):
     ok = _sim("--nodes", "3", "--seeds", "1-10", "--state-machine", "tests.helpers.machines:Counter")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().splitlines()[-1].endswith("violations=0")
-    broken = _sim("--nodes", "3", "--seeds", "1-3", "--state-machine", "tests.helpers.machines:Nondeterministic")
+    # (It fails, so it draws its first failing seed: in tmp_path, not the checkout.)
+    broken = _sim("--nodes", "3", "--seeds", "1-3", "--state-machine", "tests.helpers.machines:Nondeterministic",
+                  cwd=tmp_path)
     assert broken.returncode == 1
     assert "invariant='replicas agree'" in broken.stdout
