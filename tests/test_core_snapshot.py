@@ -95,14 +95,27 @@ def test_compaction_never_drops_entries_that_are_not_durable():
 # -- the leader ----------------------------------------------------------------
 
 
-def test_a_follower_that_needs_compacted_entries_is_sent_the_snapshot():
+def needing_a_snapshot() -> Raft:
+    """A leader that compacted everything up to 21, and node 3, which
+    answered (so it is active) with an empty log: its probe backs up to
+    index 1, which is compacted."""
     r = leader_with_log(20)
     r.snapshot_taken(21, compact_to=21)
-    # Node 3 answered a heartbeat (so it is active) but its log is empty: the
-    # probe backs up to index 1, which is compacted.
     r.step(HeartbeatResponse(term=r.term, src=3, dst=1, seq=1))
     r.step(AppendEntriesResponse(term=r.term, src=3, dst=1, success=False, rejected_index=21,
                                  conflict_term=0, conflict_index=1))
+    return r
+
+
+def snapshotting_to_3() -> Raft:
+    r = needing_a_snapshot()
+    drain(r)
+    assert r.progress[3].state is ProgressState.SNAPSHOT
+    return r
+
+
+def test_a_follower_that_needs_compacted_entries_is_sent_the_snapshot():
+    r = needing_a_snapshot()
     rd = drain(r)
     snaps = [m for m in rd.messages if isinstance(m, InstallSnapshot)]
     assert snaps == [InstallSnapshot(term=r.term, src=1, dst=3, snapshot_index=21, snapshot_term=2,
@@ -116,12 +129,7 @@ def test_a_follower_that_needs_compacted_entries_is_sent_the_snapshot():
 
 
 def test_the_follower_leaves_snapshot_state_when_it_answers_that_it_installed_it():
-    r = leader_with_log(20)
-    r.snapshot_taken(21, compact_to=21)
-    r.step(HeartbeatResponse(term=r.term, src=3, dst=1, seq=1))
-    r.step(AppendEntriesResponse(term=r.term, src=3, dst=1, success=False, rejected_index=21,
-                                 conflict_term=0, conflict_index=1))
-    drain(r)
+    r = snapshotting_to_3()
     r.propose(b"after")
     drain(r)
     r.step(_ack(3, r.term, 21))
@@ -132,12 +140,7 @@ def test_the_follower_leaves_snapshot_state_when_it_answers_that_it_installed_it
 
 
 def test_a_failed_transfer_falls_back_to_probing_after_the_next_heartbeat_answer():
-    r = leader_with_log(20)
-    r.snapshot_taken(21, compact_to=21)
-    r.step(HeartbeatResponse(term=r.term, src=3, dst=1, seq=1))
-    r.step(AppendEntriesResponse(term=r.term, src=3, dst=1, success=False, rejected_index=21,
-                                 conflict_term=0, conflict_index=1))
-    drain(r)
+    r = snapshotting_to_3()
     r.report_snapshot(3, ok=False)
     assert r.progress[3].state is ProgressState.PROBE
     assert not [m for m in drain(r).messages if m.dst == 3]  # waits for the follower first
