@@ -223,7 +223,7 @@ async def test_nodes_restart_from_a_snapshot_and_the_log_after_it(autojump_clock
         for i in (1, 2, 3):
             c.crash(i)
         c.net.heal()
-        await trio.sleep(1)
+        await eventually(lambda: not c.nodes, 5)  # every node has stopped and let go of its disk
         for i, store in c.disks.items():
             disk = store.disk
             at = disk.hard_state.commit - 3  # the last three committed entries stay in the log

@@ -14,9 +14,9 @@ a seed replays a run exactly.
 Snapshots (``snapshots=(every, keep)``): a node snapshots its state machine
 every ``every`` applied entries and keeps ``keep`` entries behind it in its
 log; a leader sends a follower that needs compacted entries its newest
-snapshot, which travels as one message over the faulty network (the chunked
-streaming of the real node is tested on its own) and is reported back to the
-leader as sent or failed.
+snapshot, which travels as one message over the faulty network (chunking
+is the node's business, outside the core, and not modelled here) and is
+reported back to the leader as sent or failed.
 
 A crash keeps only the node's disk; a restart builds a new core from it.
 With ``crash_in_ready`` > 0 a node may also die at any point of carrying out
