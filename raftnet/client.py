@@ -33,7 +33,9 @@ says whether a write could have taken effect:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from typing import Any
 import trio
 
 from .kv.store import check_key
+from .storage.snapshot import verify_snapshot
 from .node.wire import DEFAULT_MAX_FRAME, FrameReader, ProtocolError, encode_frame, send_hello
 
 RETRY_MIN, RETRY_MAX = 0.02, 0.5
@@ -349,6 +352,64 @@ class Client:
             out[node_id] = st
         return out
 
+    async def snapshot(self) -> dict:
+        """Take a snapshot now: on the leader (once it has applied every
+        write acknowledged before the call), or on node ``target`` if the
+        client has one. Returns ``{node, index, term, voters, name, size}``."""
+        with self._deadline(write=False) as call:
+            if self.target is not None:
+                return await self._any_node({"op": "snapshot"}, call)
+            return await self._call({"op": "snapshot", "leader": True}, call)
+
+    async def snapshot_save(self, path: str | os.PathLike, chunk: int = 1 << 20) -> dict:
+        """A consistent backup: take a snapshot (as ``snapshot``) and download
+        it to ``path``, through ``path.partial``, fsynced and verified before
+        it takes its name. A dropped connection resumes where it stopped;
+        ``timeout`` bounds each step, not the whole download."""
+        info = await self.snapshot()
+        address = next((a for a, c in self._conns.items() if c.node_id == info["node"]), None)
+        if address is None:
+            raise ClientError("unavailable", f"node {info['node']} took the snapshot but is not among the addresses")
+        partial = os.fspath(path) + ".partial"
+        try:
+            with open(partial, "wb") as f:
+                offset = 0
+                while offset < info["size"]:
+                    req = {"op": "snapshot_read", "name": info["name"], "offset": offset, "n": chunk}
+                    with self._deadline(write=False) as call:
+                        r = await self._from(address, req, call)
+                    if not r["data"]:
+                        raise ClientError("bad_reply", f"node {info['node']} sent no bytes at offset {offset}")
+                    await trio.to_thread.run_sync(f.write, r["data"])
+                    offset += len(r["data"])
+                await trio.to_thread.run_sync(lambda: (f.flush(), os.fsync(f.fileno())))
+            meta = await trio.to_thread.run_sync(verify_snapshot, partial)
+            if (meta.index, meta.term) != (info["index"], info["term"]):
+                raise ClientError("bad_reply", f"downloaded snapshot {meta.index} (term {meta.term}), "
+                                               f"expected {info['index']} (term {info['term']})")
+            os.replace(partial, path)
+            _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        return info
+
+    async def _from(self, address: str, req: dict, call: _Call) -> dict:
+        """``req`` to the node at ``address`` only, retried while its link is broken."""
+        delay = RETRY_MIN
+        while True:
+            try:
+                r = await self._conns[address].request(self, req, call)
+            except _Broken as exc:
+                call.broken(exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if r.get("ok"):
+                return r
+            raise ClientError(r.get("error", "bad_reply"), r.get("message", ""))
+
     # -- sessions and retries ------------------------------------------------------------
 
     async def _write(self, op: str, **fields: Any) -> dict:
@@ -482,6 +543,14 @@ class Client:
                 raise ClientError("bad_request", f"no node with id {self.target} among {', '.join(self.addresses)}")
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_key(key: Any) -> None:

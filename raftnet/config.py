@@ -52,6 +52,18 @@ class LimitsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotSpec:
+    every_entries: int = 10_000  # take a snapshot once this many entries were applied since the last one
+    every_bytes: int = 64 << 20  # ... or once the entries applied since then hold this many bytes
+    trailing_entries: int = 5_000  # entries kept in the log behind a snapshot, for briefly lagging followers
+    keep: int = 2  # snapshot files kept on disk
+    chunk_bytes: int = 1 << 20  # bytes per chunk when streaming one to a follower
+    transfer_timeout_ms: int = 30_000  # a transfer with no acknowledged chunk for this long is abandoned
+    max_transfers: int = 2  # snapshots a leader streams at once
+    max_bytes_per_second: int = 0  # a cap on the leader's snapshot streaming (0: none)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     name: str
     nodes: tuple[NodeSpec, ...]
@@ -59,6 +71,7 @@ class ClusterConfig:
     storage: StorageSpec = field(default_factory=StorageSpec)
     timing: TimingSpec = field(default_factory=TimingSpec)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
+    snapshot: SnapshotSpec = field(default_factory=SnapshotSpec)
     base_dir: str = "."  # relative data_dir paths resolve against the config file's directory
 
     def node(self, node_id: int) -> NodeSpec:
@@ -93,6 +106,7 @@ _SECTIONS = {
     "storage": {"data_dir", "fsync", "segment_size", "fsync_warn_ms"},
     "timing": {"tick_ms", "heartbeat_ms", "election_timeout_ms"},
     "limits": {"max_frame_bytes", "max_entry_bytes", "max_inflight_msgs", "max_uncommitted_bytes", "max_key_bytes"},
+    "snapshot": set(SnapshotSpec.__slots__),
 }
 _NODE_KEYS = {"id", "address"}
 
@@ -234,7 +248,22 @@ def parse_config(data: str | dict, source: str = "<config>", base_dir: str = "."
     )
     if limits.max_entry_bytes > limits.max_frame_bytes // 2:
         raise ctx.fail("limits.max_entry_bytes", "must be at most half of max_frame_bytes")
-    return ClusterConfig(name, tuple(nodes), secret, storage, timing, limits, base_dir)
+
+    snap = data.get("snapshot", {})
+    ctx.check_keys("[snapshot]", snap, _SECTIONS["snapshot"])
+    sd = SnapshotSpec()
+    lowest = {"every_entries": 1, "every_bytes": 1, "trailing_entries": 0, "keep": 1, "chunk_bytes": 1 << 10,
+              "transfer_timeout_ms": 100, "max_transfers": 1, "max_bytes_per_second": 0}
+    if "chunk_bytes" not in snap:  # the default, or less where frames are smaller
+        snap = {**snap, "chunk_bytes": max(lowest["chunk_bytes"], min(sd.chunk_bytes, limits.max_frame_bytes // 4))}
+    snapshot = SnapshotSpec(**{k: ctx.int_("snapshot", k, snap.get(k, getattr(sd, k)), lo) for k, lo in lowest.items()})
+    if snapshot.chunk_bytes > limits.max_frame_bytes // 2:
+        raise ctx.fail("snapshot.chunk_bytes", f"must be at most half of limits.max_frame_bytes "
+                                               f"({limits.max_frame_bytes // 2}), got {snapshot.chunk_bytes}")
+    if 0 < snapshot.max_bytes_per_second < snapshot.chunk_bytes:
+        raise ctx.fail("snapshot.max_bytes_per_second", f"must be 0 (no cap) or at least chunk_bytes "
+                                                        f"({snapshot.chunk_bytes}), got {snapshot.max_bytes_per_second}")
+    return ClusterConfig(name, tuple(nodes), secret, storage, timing, limits, snapshot, base_dir)
 
 
 def load_config(path: str | os.PathLike) -> ClusterConfig:
@@ -263,4 +292,5 @@ def render_config(c: ClusterConfig) -> str:
     lines += ["", "[timing]", f"tick_ms = {t.tick_ms}", f"heartbeat_ms = {t.heartbeat_ms}",
               f"election_timeout_ms = [{t.election_timeout_ms[0]}, {t.election_timeout_ms[1]}]"]
     lines += ["", "[limits]"] + [f"{k} = {getattr(lim, k)}" for k in LimitsSpec.__slots__]
+    lines += ["", "[snapshot]"] + [f"{k} = {getattr(c.snapshot, k)}" for k in SnapshotSpec.__slots__]
     return "\n".join(lines) + "\n"

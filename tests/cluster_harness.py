@@ -48,7 +48,7 @@ TEST_TIMING = {"heartbeat_ms": 50, "election_timeout_ms": [300, 600]}  # quick f
 class Cluster:
     def __init__(self, directory: Path, nodes: int = 3, secret: str | None = None, fsync: str = "batch",
                  timing: dict | None = None, log_level: str = "debug", name: str = "itest",
-                 limits: dict | None = None, storage: dict | None = None):
+                 limits: dict | None = None, storage: dict | None = None, snapshot: dict | None = None):
         self.dir = directory
         self.ids = list(range(1, nodes + 1))
         self.ports = dict(zip(self.ids, free_ports(nodes)))
@@ -61,6 +61,7 @@ class Cluster:
             "storage": {"data_dir": "node-{id}", "fsync": fsync, **(storage or {})},
             "timing": TEST_TIMING if timing is None else timing,
             **({"limits": limits} if limits else {}),
+            **({"snapshot": snapshot} if snapshot else {}),
         }
         self.config = directory / "cluster.toml"
         self.config.write_text(render_config(parse_config(raw, source=str(self.config))))

@@ -3,87 +3,18 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import trio
 import trio.testing
 
-from raftnet.config import parse_config
 from raftnet.kv.store import encode_command
-from raftnet.node import Node
-from raftnet.node.logstore import MemoryLogStore
 from raftnet.node.pending import RequestFailed
-from raftnet.node.transport import MemoryNetwork
-
-CONFIG = parse_config({
-    "cluster": {"name": "sim"},
-    "nodes": [{"id": i, "address": f"n{i}:1"} for i in (1, 2, 3)],
-    "storage": {"data_dir": "unused-{id}"},
-    "timing": {"tick_ms": 10, "heartbeat_ms": 50, "election_timeout_ms": [300, 600]},
-})
-
-
-async def eventually(predicate, deadline: float) -> None:
-    """Wait (in virtual time) until ``predicate()`` holds; fail after ``deadline`` seconds."""
-    with trio.fail_after(deadline):
-        while not predicate():
-            await trio.sleep(0.05)
+from tests.helpers.node_cluster import SimCluster, eventually
 
 
 @pytest.fixture
 def autojump_clock():
     return trio.testing.MockClock(autojump_threshold=0)
-
-
-class SimCluster:
-    def __init__(self, nursery: trio.Nursery, seed: int = 1, disk_latency: float = 0.0):
-        self.net = MemoryNetwork()
-        # With a latency, every write takes that long and the node keeps
-        # stepping messages and ticks meanwhile (readyloop.py).
-        self.disks = {i: MemoryLogStore(latency=disk_latency) for i in (1, 2, 3)}
-        self.nodes: dict[int, Node] = {}
-        self._stops: dict[int, trio.CancelScope] = {}
-        self.nursery = nursery
-        self.rng = random.Random(seed)
-
-    async def start(self, i: int) -> None:
-        ready = trio.Event()
-
-        async def run(task_status=trio.TASK_STATUS_IGNORED):
-            with trio.CancelScope() as scope:
-                self._stops[i] = scope
-                node = Node(CONFIG, i, transport=self.net.transport(f"n{i}:1"), log_store=self.disks[i],
-                            rng=random.Random(self.rng.random()))
-                async with node:
-                    self.nodes[i] = node
-                    task_status.started()
-                    await trio.sleep_forever()
-            self.nodes.pop(i, None)
-
-        await self.nursery.start(run)
-
-    async def start_all_and_register(self) -> tuple[Node, dict]:
-        """Start every node, wait for a leader, open a client session there."""
-        for i in (1, 2, 3):
-            await self.start(i)
-        leader = await self.leader()
-        _, reg = await leader.propose(encode_command("register"))
-        return leader, reg
-
-    def crash(self, i: int) -> None:
-        self._stops[i].cancel()
-        self.net.isolate(f"n{i}:1")
-
-    async def leader(self, among=(1, 2, 3), deadline: float = 30) -> Node:
-        with trio.fail_after(deadline):
-            while True:
-                leaders = [n for i, n in self.nodes.items() if i in among and n.raft.role.value == "leader"]
-                if len(leaders) == 1:
-                    lead = leaders[0]
-                    if lead.raft.log.term_at(lead.raft.commit_index) == lead.raft.term:
-                        return lead
-                await trio.sleep(0.05)
 
 
 @pytest.mark.parametrize("disk_latency", [0.0, 0.03])

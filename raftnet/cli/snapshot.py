@@ -1,5 +1,13 @@
-"""``raftnet snapshot restore``: seed a new node's data directory from a
-snapshot file (a backup), as ``etcdctl snapshot restore`` does.
+"""``raftnet snapshot``: take one now, back one up, seed a new cluster from one.
+
+``trigger`` asks the leader (or ``--target ID``) to take a snapshot now.
+``save FILE`` takes one on the leader, once it has applied every write
+acknowledged before the command, and downloads it to FILE (verified, then
+renamed into place), as ``etcdctl snapshot save`` does; with ``--target``
+the snapshot is that node's, which may lag the leader.
+
+``restore`` seeds a new node's data directory from a snapshot file (a
+backup), as ``etcdctl snapshot restore`` does.
 
 Run it once per node of the new cluster, with the new cluster's config:
 each node then starts from the snapshot (its state machine restored from
@@ -18,11 +26,44 @@ import click
 
 from ..config import ConfigError, load_config
 from . import exitcodes
+from .kv import Target, _emit, _run, cluster_options
 
 
 @click.group("snapshot")
 def snapshot() -> None:
-    """Snapshots of the state machine: restore a backup into a new cluster."""
+    """Snapshots of the state machine: take one, back one up, restore a backup."""
+
+
+def _describe(r: dict) -> str:
+    return f"snapshot {r['index']} (term {r['term']}, {r['size']} bytes) on node {r['node']}: {r['name']}"
+
+
+@snapshot.command("trigger")
+@cluster_options
+def trigger(target: Target) -> None:
+    """Take a snapshot now, on the leader (or on --target ID).
+
+    Prints the snapshot's index, term, size and file name."""
+    r = _run(target, lambda c: c.snapshot())
+    _emit(target, {"ok": True, **r})
+    if not target.as_json:
+        click.echo(_describe(r))
+
+
+@snapshot.command("save")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@cluster_options
+def save(target: Target, file: Path) -> None:
+    """Back up the cluster: take a snapshot on the leader and download it to FILE.
+
+    The snapshot holds every write acknowledged before the command started.
+    --timeout bounds each step (taking it, each chunk), not the whole download."""
+    if file.exists() and file.is_dir():
+        raise click.UsageError(f"{file} is a directory")
+    r = _run(target, lambda c: c.snapshot_save(file))
+    _emit(target, {"ok": True, **r, "file": str(file)})
+    if not target.as_json:
+        click.echo(f"saved {_describe(r)} to {file}")
 
 
 @snapshot.command("restore")

@@ -24,9 +24,10 @@ from ..core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from .snapshots import SnapshotAck, SnapshotChunk
 from .wire import ProtocolError, preview
 
-# type tag -> (class, [(field, kind)]) with kind "i" int >= 0, "b" bool, "e" entries
+# type tag -> (class, [(field, kind)]) with kind "i" int >= 0, "b" bool, "e" entries, "y" bytes
 _SCHEMA: dict[int, tuple[type, list[tuple[str, str]]]] = {
     1: (RequestVote, [("last_log_index", "i"), ("last_log_term", "i"), ("pre_vote", "b"), ("leader_transfer", "b")]),
     2: (RequestVoteResponse, [("granted", "b"), ("pre_vote", "b")]),
@@ -36,6 +37,9 @@ _SCHEMA: dict[int, tuple[type, list[tuple[str, str]]]] = {
     5: (Heartbeat, [("commit", "i"), ("seq", "i")]),
     6: (HeartbeatResponse, [("seq", "i")]),
     7: (TimeoutNow, []),
+    # Not the core's: the node streams snapshot files with these (snapshots.py).
+    8: (SnapshotChunk, [("index", "i"), ("snap_term", "i"), ("size", "i"), ("offset", "i"), ("data", "y")]),
+    9: (SnapshotAck, [("index", "i"), ("snap_term", "i"), ("offset", "i"), ("have", "i")]),
 }
 _TAG = {cls: (tag, fields) for tag, (cls, fields) in _SCHEMA.items()}
 
@@ -77,6 +81,10 @@ def decode_message(obj) -> Message:
         elif kind == "b":
             if not isinstance(v, bool):
                 raise ProtocolError(f"{cls.__name__}.{name} must be a bool")
+            kw[name] = v
+        elif kind == "y":
+            if not isinstance(v, bytes):
+                raise ProtocolError(f"{cls.__name__}.{name} must be a byte string")
             kw[name] = v
         else:
             if not isinstance(v, list):

@@ -9,6 +9,14 @@ core ``Ready``: the Ready already gathers every proposal and message that
 arrived since the last one, so this single call is the group commit (one
 write, one fsync for many client requests). The disk store runs the blocking
 write in a worker thread so heartbeats never wait on a slow disk.
+
+Snapshot files live beside the log, on the store's ``fs`` in
+``snapshot_dir`` (``raftnet/storage/snapshot.py`` writes and reads them):
+the data directory for the disk store, a ``MemFS`` for the memory store.
+``adopt_snapshot`` makes a written snapshot the newest and lets the log
+before ``compact_to`` go; ``install_snapshot`` replaces the whole log with
+a leader's. Both take turns with ``save`` (one lock): the WAL is never
+written from two threads at once.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ import trio
 
 from ..core.messages import Entry
 from ..core.ready import HardState
-from ..storage.memdisk import MemoryDisk
-from ..storage.snapshot import read_snapshot
+from ..storage.memdisk import MemoryDisk, StoredSnapshot
+from ..storage.memfs import MemFS
+from ..storage.snapshot import SnapshotMeta, read_snapshot
 
 
 class LogStore(Protocol):
     hard_state: HardState
+    fs: object  # where snapshot files live (raftnet.storage.fs.OS, or a MemFS)
+    snapshot_dir: str
 
     def entries(self, lo: int, hi: int) -> list[Entry]: ...
 
@@ -39,11 +50,23 @@ class LogStore(Protocol):
     def snapshot(self) -> tuple[int, int] | None:
         """(index, term) of the newest snapshot, if any."""
 
+    @property
+    def snapshot_file(self) -> tuple[SnapshotMeta, str] | None:
+        """The newest snapshot's metadata and path (on ``fs``)."""
+
     def snapshot_blobs(self) -> Iterator[bytes]:
         """The newest snapshot's state-machine blobs (blocking: iterate
         them in a worker thread)."""
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None: ...
+
+    async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
+        """``path`` (durable) is the newest snapshot unless a newer one is
+        already held; drop the log up to ``compact_to`` (at most the
+        newest snapshot's index). Returns how many segments went."""
+
+    async def install_snapshot(self, meta: SnapshotMeta, path: str) -> None:
+        """A leader's snapshot (durable at ``path``) replaces the whole log."""
 
     def close(self) -> None: ...
 
@@ -53,6 +76,9 @@ class DiskLogStore:
 
     def __init__(self, storage):
         self._storage = storage
+        self._lock = trio.Lock()
+        self.fs = storage.fs
+        self.snapshot_dir = storage.data_dir
 
     @property
     def hard_state(self) -> HardState:
@@ -74,6 +100,10 @@ class DiskLogStore:
         found = self._storage.snapshot
         return (found[0].index, found[0].term) if found is not None else None
 
+    @property
+    def snapshot_file(self) -> tuple[SnapshotMeta, str] | None:
+        return self._storage.snapshot
+
     def snapshot_blobs(self) -> Iterator[bytes]:
         _, blobs = read_snapshot(self._storage.snapshot[1], fs=self._storage.fs)
         return blobs
@@ -81,7 +111,22 @@ class DiskLogStore:
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         # Not cancellable mid-write: a half-done save must finish before the
         # node acts on (or abandons) what it wrote.
-        await trio.to_thread.run_sync(self._storage.save, hard_state, list(entries))
+        async with self._lock:
+            await trio.to_thread.run_sync(self._storage.save, hard_state, list(entries))
+
+    async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
+        storage = self._storage
+        async with self._lock:
+            if storage.snapshot is None or meta.index > storage.snapshot[0].index:
+                storage.snapshot = (meta, path)
+            compact_to = min(compact_to, storage.snapshot[0].index)
+            return await trio.to_thread.run_sync(storage.compact, compact_to)
+
+    async def install_snapshot(self, meta: SnapshotMeta, path: str) -> None:
+        storage = self._storage
+        async with self._lock:
+            await trio.to_thread.run_sync(storage.reset, meta.index)
+            storage.snapshot = (meta, path)
 
     def close(self) -> None:
         self._storage.close()
@@ -97,6 +142,10 @@ class MemoryLogStore:
     def __init__(self, disk: MemoryDisk | None = None, latency: float = 0.0) -> None:
         self.disk = disk if disk is not None else MemoryDisk()
         self.latency = latency
+        self.fs = MemFS()
+        self.snapshot_dir = "/snapshots"
+        self.fs.makedirs(self.snapshot_dir)
+        self._snapshot_file: tuple[SnapshotMeta, str] | None = None
 
     @property
     def hard_state(self) -> HardState:
@@ -118,8 +167,29 @@ class MemoryLogStore:
         snap = self.disk.snapshot
         return (snap.index, snap.term) if snap is not None else None
 
+    @property
+    def snapshot_file(self) -> tuple[SnapshotMeta, str] | None:
+        return self._snapshot_file
+
     def snapshot_blobs(self) -> Iterator[bytes]:
         return iter(self.disk.snapshot.state)
+
+    def _stored(self, meta: SnapshotMeta, path: str) -> StoredSnapshot:
+        _, blobs = read_snapshot(path, fs=self.fs)
+        return StoredSnapshot(meta.index, meta.term, list(blobs))
+
+    async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
+        await trio.lowlevel.checkpoint()
+        before = self.disk.first_index
+        if self._snapshot_file is None or meta.index > self._snapshot_file[0].index:
+            self._snapshot_file = (meta, path)
+        self.disk.take_snapshot(self._stored(meta, path), compact_to)
+        return self.disk.first_index - before
+
+    async def install_snapshot(self, meta: SnapshotMeta, path: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.disk.begin(None, [], self._stored(meta, path)).finish()
+        self._snapshot_file = (meta, path)
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         write = self.disk.begin(hard_state, entries)

@@ -9,7 +9,9 @@
   whole batch: this is the group commit), send the messages that needed the
   persist, apply committed entries and wake the clients waiting on them,
   serve confirmed reads, then ``advance``;
-* one outbound ``PeerLink`` per peer.
+* one outbound ``PeerLink`` per peer;
+* the snapshot tasks of ``snapshots.py``: writing one off the loop,
+  streaming one to a follower, verifying one received.
 
 All actors share the core in one thread. No invariant is kept half-updated
 across an ``await``: each actor mutates the core synchronously, then wakes the
@@ -25,7 +27,7 @@ from typing import Any
 import trio
 
 from ..core import ProposalRefused, Raft, RaftConfig, Role
-from ..core.messages import Entry, EntryKind, Message
+from ..core.messages import Entry, EntryKind, InstallSnapshot, Message
 from ..core.ready import ReadState
 from ..kv.store import KVStore
 from ..storage import Storage
@@ -35,6 +37,7 @@ from . import wire
 from .pending import Pending, RequestFailed, Waiter
 from .readyloop import carry_out
 from .server import serve_connection
+from .snapshots import SnapshotAck, Snapshots, SnapshotChunk
 from .transport import TcpTransport, Transport
 
 log = logging.getLogger("raftnet.node")
@@ -85,6 +88,12 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._seen = (Role.FOLLOWER, 0, None)
         self.port = 0
+        self.snapshots = Snapshots(self, config.snapshot, fsync=config.storage.fsync != "never")
+        self.tick_lag_max = 0.0  # the longest a tick came late (seconds), since the last snapshot began
+
+    @property
+    def store(self) -> LogStore:
+        return self._store
 
     def address_of(self, node_id: int | None) -> str | None:
         if node_id is None:
@@ -122,6 +131,7 @@ class Node:
         self._nursery_manager = trio.open_nursery()
         nursery = self._nursery = await self._nursery_manager.__aenter__()
         try:
+            self.snapshots.start(nursery)
             self.port = await nursery.start(self._transport.serve, self.address, self._on_connection)
             for peer_id, address in sorted(self.peers.items()):
                 link = PeerLink(
@@ -161,8 +171,13 @@ class Node:
         self._wake.set()
 
     async def _ticker(self) -> None:
+        due = trio.current_time()
         while True:
-            await trio.sleep(self._tick_seconds)
+            due += self._tick_seconds
+            await trio.sleep_until(due)
+            now = trio.current_time()
+            self.tick_lag_max = max(self.tick_lag_max, now - due)
+            due = max(due, now)  # after a stall, tick on from now: no burst of ticks to catch up
             self.raft.tick()
             self._note_changes()
             self.wake()
@@ -176,12 +191,18 @@ class Node:
                 # Ticks and peer messages keep stepping the core while the
                 # write is in flight; they come out in the next Ready.
                 for write in carry_out(raft, raft.ready(), self):
+                    if write.snapshot is not None:
+                        await self.snapshots.install(write.snapshot)
                     await self._store.save(write.hard_state, write.entries)
                 self._note_changes()
+                self.snapshots.maybe_take()
 
     # -- carrying out a Ready (readyloop.Effects) ----------------------------------
 
     def send(self, m: Message) -> None:
+        if isinstance(m, InstallSnapshot):
+            self.snapshots.send(m)  # a stream of chunks, not one message
+            return
         link = self._links.get(m.dst)
         if link is not None:
             link.send(m)
@@ -190,12 +211,13 @@ class Node:
         result = None
         if e.kind is EntryKind.NORMAL:
             result = self.state_machine.apply(e.index, e.data)
+        self.snapshots.applied(len(e.data))
         self.pending.applied(e.index, e.term, result)
 
     def serve_read(self, rs: ReadState) -> None:
         waiter = self.pending.read_ready(rs.ctx)
         if waiter is not None:
-            waiter.resolve(self.state_machine.read(waiter.query))
+            waiter.resolve(None if waiter.query is None else self.state_machine.read(waiter.query))
 
     def read_dropped(self, ctx: Any) -> None:
         self.pending.read_dropped(ctx, self.raft.leader_id)
@@ -243,7 +265,12 @@ class Node:
         refuses one (``LogError``), the ones before it still count."""
         try:
             for m in messages:
-                self.raft.step(m)
+                if isinstance(m, SnapshotChunk):
+                    self.snapshots.on_chunk(m)
+                elif isinstance(m, SnapshotAck):
+                    self.snapshots.on_ack(m)
+                else:
+                    self.raft.step(m)
         finally:
             self._note_changes()
             self.wake()
@@ -276,6 +303,11 @@ class Node:
             raise _refusal(exc) from None
         self.wake()
         return await self._wait(waiter)
+
+    async def barrier(self) -> None:
+        """Return once this node, still the leader, has applied everything
+        committed before the call (a ReadIndex round with nothing to read)."""
+        await self.read(None)
 
     def read_stale(self, query: Any) -> Any:
         return self.state_machine.read(query)

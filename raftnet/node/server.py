@@ -22,6 +22,7 @@ from ..excgroups import leaf
 from ..core.messages import AppendEntries, Message
 from . import codec, wire
 from .service import handle_request
+from .snapshots import SnapshotChunk
 
 log = logging.getLogger("raftnet.node")
 
@@ -118,6 +119,9 @@ def check_message(m: Message, peer_id: int, node_id: int) -> None:
                     f"with a term in 1..{m.term} belongs"
                 )
             expected += 1
+    elif isinstance(m, SnapshotChunk) and m.offset + len(m.data) > m.size:
+        raise wire.ProtocolError(f"peer {peer_id} sent snapshot bytes {m.offset}..{m.offset + len(m.data)} "
+                                 f"of a {m.size}-byte snapshot")
 
 
 async def _serve_client(node: Any, stream: trio.abc.Stream, reader: wire.FrameReader, who: str) -> None:

@@ -7,12 +7,20 @@
      "seq": n, "ack": n}
     {"t": "req", "rid": n, "op": "get", "key": str, "stale": bool}
     {"t": "req", "rid": n, "op": "status"}
+    {"t": "req", "rid": n, "op": "snapshot", "leader": bool}
+    {"t": "req", "rid": n, "op": "snapshot_read", "name": str, "offset": n, "n": n}
+
+``snapshot`` takes a snapshot now (with ``leader``, only on the leader, once
+it has applied everything committed before the request: a backup holding
+every acknowledged write) and answers with its ``index``, ``term``,
+``name`` and ``size``; ``snapshot_read`` returns ``data``, up to ``n``
+bytes of that file from ``offset``, and its ``size``.
 
 Replies carry the same ``rid``: ``{"t": "rep", "rid": n, "ok": true, ...}``
 or ``{"t": "rep", "rid": n, "error": code, "message": str, "leader": id | None,
 "leader_address": "host:port" | None}`` with code one of not_leader,
 leader_transfer, backpressure, session_expired, stale_sequence,
-too_many_outstanding, too_large, bad_request, unavailable, internal. An
+too_many_outstanding, too_large, bad_request, not_found, unavailable, internal. An
 error reply to a write carries ``"maybe_applied": true`` when the entry was
 already in this node's log (it may still commit); without it, the write
 certainly had no effect. ``ack`` is optional (the lowest seq the client
@@ -25,9 +33,13 @@ on every replica, so node-local limits are enforced now or never.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import trio
+
 from ..kv.store import check_key, check_write, encode_command
+from ..storage.snapshot import read_chunk
 from .pending import RequestFailed
 from .wire import preview
 
@@ -59,6 +71,10 @@ async def handle_request(node: Any, req: dict) -> dict:
     try:
         if op == "status":
             return {"t": "rep", "rid": rid, "ok": True, "status": status(node)}
+        if op == "snapshot":
+            return await _snapshot(node, rid, req)
+        if op == "snapshot_read":
+            return await _snapshot_read(node, rid, req)
         if op == "get":
             key = req.get("key")
             problem = check_key(key, node.max_key_bytes)
@@ -90,6 +106,35 @@ async def handle_request(node: Any, req: dict) -> dict:
         return {"t": "rep", "rid": rid, "ok": True, "index": index, "leader": node.id, **(result or {})}
     except RequestFailed as exc:
         return _error(rid, exc.code, str(exc), node, exc.leader, exc.maybe_applied)
+
+
+async def _snapshot(node: Any, rid: int, req: dict) -> dict:
+    if req.get("leader") is True:
+        await node.barrier()
+    found = await node.snapshots.take_now()
+    if found is None:
+        return _error(rid, "unavailable", "this node has applied nothing yet: there is nothing to snapshot")
+    meta, path = found
+    size = node.store.fs.size(path)
+    return {"t": "rep", "rid": rid, "ok": True, "node": node.id, "index": meta.index, "term": meta.term,
+            "voters": list(meta.voters), "name": os.path.basename(path), "size": size}
+
+
+async def _snapshot_read(node: Any, rid: int, req: dict) -> dict:
+    offset, n = req.get("offset"), req.get("n")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, n)):
+        return _error(rid, "bad_request", "snapshot_read needs offset and n, integers >= 0")
+    path = node.snapshots.open_download(req.get("name"))
+    if path is None:
+        return _error(rid, "not_found", f"this node has no snapshot file {preview(req.get('name'), 64)} "
+                                        "(deleted since? take a new one)")
+    fs = node.store.fs
+    n = min(n, node.max_frame_bytes // 2)
+    try:
+        size, data = await trio.to_thread.run_sync(lambda: (fs.size(path), read_chunk(path, offset, n, fs=fs)))
+    except FileNotFoundError:
+        return _error(rid, "not_found", f"snapshot file {os.path.basename(path)} was deleted; take a new one")
+    return {"t": "rep", "rid": rid, "ok": True, "size": size, "data": data}
 
 
 def _code(result: dict) -> dict:
