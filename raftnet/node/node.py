@@ -20,8 +20,10 @@ ready loop, which picks up everything that accumulated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -41,6 +43,13 @@ from .snapshots import SnapshotAck, Snapshots, SnapshotChunk
 from .transport import TcpTransport, Transport
 
 log = logging.getLogger("raftnet.node")
+
+
+class TickLag:
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
 
 
 class Node:
@@ -89,7 +98,7 @@ class Node:
         self._seen = (Role.FOLLOWER, 0, None)
         self.port = 0
         self.snapshots = Snapshots(self, config.snapshot, fsync=config.storage.fsync != "never")
-        self.tick_lag_max = 0.0  # the longest a tick came late (seconds), since the last snapshot began
+        self._tick_watches: set[TickLag] = set()
 
     @property
     def store(self) -> LogStore:
@@ -170,13 +179,25 @@ class Node:
     def wake(self) -> None:
         self._wake.set()
 
+    @contextlib.contextmanager
+    def watching_ticks(self) -> Iterator[TickLag]:
+        """Within the block, the watch holds the longest a tick came late:
+        what heartbeats and election timers suffered meanwhile."""
+        watch = TickLag()
+        self._tick_watches.add(watch)
+        try:
+            yield watch
+        finally:
+            self._tick_watches.discard(watch)
+
     async def _ticker(self) -> None:
         due = trio.current_time()
         while True:
             due += self._tick_seconds
             await trio.sleep_until(due)
             now = trio.current_time()
-            self.tick_lag_max = max(self.tick_lag_max, now - due)
+            for watch in self._tick_watches:
+                watch.seconds = max(watch.seconds, now - due)
             due = max(due, now)  # after a stall, tick on from now: no burst of ticks to catch up
             self.raft.tick()
             self._note_changes()

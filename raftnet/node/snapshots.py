@@ -177,9 +177,8 @@ class Snapshots:
     async def _take(self, meta: SnapshotMeta, view: Any) -> None:
         node, store = self.node, self.node.store
         started = trio.current_time()
-        node.tick_lag_max = 0.0
         try:
-            with contextlib.closing(view):
+            with contextlib.closing(view), node.watching_ticks() as lag:
                 path = await trio.to_thread.run_sync(
                     lambda: write_snapshot(store.snapshot_dir, meta, view, fs=store.fs, fsync=self.fsync))
             written = trio.current_time()
@@ -190,7 +189,7 @@ class Snapshots:
             log.info("node %d took snapshot %d (term %d, %d bytes) in %.3fs; log compacted to %d "
                      "(%d segments deleted); longest tick delay meanwhile %.1f ms",
                      node.id, meta.index, meta.term, store.fs.size(path), written - started,
-                     min(compact_to, store.snapshot_file[0].index), segments, node.tick_lag_max * 1000)
+                     min(compact_to, store.snapshot_file[0].index), segments, lag.seconds * 1000)
             await trio.to_thread.run_sync(self._prune, self._spared())
         except (StorageError, OSError) as exc:
             self.failed += 1
@@ -247,7 +246,10 @@ class Snapshots:
         try:
             with t.cancel_scope:
                 async with self._limiter:
-                    ok = await self._pump(t)
+                    with self.node.watching_ticks() as lag:
+                        ok = await self._pump(t)
+                    log.info("node %d: longest tick delay while streaming to peer %d: %.1f ms",
+                             self.node.id, t.peer, lag.seconds * 1000)
         except (OSError, StorageError) as exc:
             log.error("node %d cannot read snapshot %s for peer %d: %s", self.node.id, t.path, t.peer, exc)
         finally:
@@ -394,15 +396,16 @@ class Snapshots:
         started = trio.current_time()
         self._installing = True
         try:
-            await store.install_snapshot(meta, path)
-            machine = node.state_machine
-            await trio.to_thread.run_sync(lambda: machine.restore(read_snapshot(path, fs=store.fs)[1]))
+            with node.watching_ticks() as lag:
+                await store.install_snapshot(meta, path)
+                machine = node.state_machine
+                await trio.to_thread.run_sync(lambda: machine.restore(read_snapshot(path, fs=store.fs)[1]))
         finally:
             self._installing = False
         self._since_entries = self._since_bytes = 0
         self.installed += 1
-        log.info("node %d installed snapshot %d (term %d) in %.3fs", node.id, meta.index, meta.term,
-                 trio.current_time() - started)
+        log.info("node %d installed snapshot %d (term %d) in %.3fs; longest tick delay meanwhile %.1f ms",
+                 node.id, meta.index, meta.term, trio.current_time() - started, lag.seconds * 1000)
 
     # -- backups ---------------------------------------------------------------------------
 
