@@ -157,3 +157,14 @@ def test_installs_over_an_unreliable_network():
     settle(c)
     assert c.snapshots_installed >= 2
     same_history(c)
+
+
+def test_no_snapshot_is_taken_while_an_install_is_in_flight():
+    """Regression: seed 26585 of the 5-node sweep took a snapshot of the old
+    applied index while a leader's snapshot was being installed, and
+    recorded it with term None (the checker then crashed on it)."""
+    from raftnet.sim.randomized import run_seed
+
+    outcome = run_seed(26585, 5)
+    assert outcome.violation is None, outcome.report
+    assert outcome.committed > 100

@@ -351,8 +351,8 @@ class Cluster:
         every, keep = self.snapshots
         last = disk.snapshot.index if disk.snapshot is not None else 0
         index = raft.applied_index
-        if index - last < every:
-            return
+        if index - last < every or raft.log.term_at(index) is None:
+            return  # not yet, or an install is replacing the log (the old applied index is gone from it)
         blobs = list(node.machine.snapshot()) if node.machine is not None else None
         snap = StoredSnapshot(index, raft.log.term_at(index), (tuple(node.applied[:index]), blobs))
         compact_to = min(index - keep, raft.log.stable_index)
