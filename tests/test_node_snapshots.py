@@ -34,6 +34,20 @@ async def put_many(leader, client: int, first: int, count: int, value: bytes = b
         await leader.propose(encode_command("put", key=f"k{seq}", value=value + b"%d" % seq, client=client, seq=seq))
 
 
+async def lagging_follower(c: SimCluster, puts: int):
+    """Stop a follower, write ``puts`` entries until the leader's log is
+    compacted past it, and bring it back: only a snapshot can catch it up."""
+    leader, reg = await c.start_all_and_register()
+    lagging = next(i for i in (1, 2, 3) if i != leader.id)
+    c.crash(lagging)
+    await eventually(lambda: lagging not in c.nodes, 5)
+    await put_many(leader, reg["client"], 1, puts)
+    await eventually(lambda: leader.raft.log.compacted_index > c.disks[lagging].last_index, 10)
+    c.net.heal()
+    await c.start(lagging)
+    return leader, reg, c.nodes[lagging]
+
+
 async def test_the_policy_takes_snapshots_and_compacts_the_log(autojump_clock):
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, config=snapshot_config())
@@ -57,15 +71,8 @@ async def test_a_follower_behind_the_compacted_log_gets_a_snapshot_and_restarts_
     async with trio.open_nursery() as nursery:
         # A short peer queue: the appends the leader sent while the follower was down are gone, not replayed.
         c = SimCluster(nursery, seed=3, config=snapshot_config(), peer_queue_size=8)
-        leader, reg = await c.start_all_and_register()
-        lagging = next(i for i in (1, 2, 3) if i != leader.id)
-        c.crash(lagging)
-        await eventually(lambda: lagging not in c.nodes, 5)
-        await put_many(leader, reg["client"], 1, 150)
-        await eventually(lambda: leader.raft.log.compacted_index > c.disks[lagging].last_index, 10)
-        c.net.heal()
-        await c.start(lagging)
-        follower = c.nodes[lagging]
+        leader, reg, follower = await lagging_follower(c, 150)
+        lagging = follower.id
         await eventually(lambda: follower.state_machine.data.get("k150") is not None, 30)
         assert follower.snapshots.installed == 1
         assert follower.state_machine.as_dict() == leader.state_machine.as_dict()
@@ -89,15 +96,8 @@ async def test_a_transfer_cut_off_mid_way_resumes_from_the_acknowledged_byte(aut
     config = snapshot_config(max_bytes_per_second=20 * 1024, transfer_timeout_ms=500)
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, seed=11, config=config, peer_queue_size=8)
-        leader, reg = await c.start_all_and_register()
-        lagging = next(i for i in (1, 2, 3) if i != leader.id)
-        c.crash(lagging)
-        await eventually(lambda: lagging not in c.nodes, 5)
-        await put_many(leader, reg["client"], 1, 200)
-        await eventually(lambda: leader.raft.log.compacted_index > c.disks[lagging].last_index, 10)
-        c.net.heal()
-        await c.start(lagging)
-        follower = c.nodes[lagging]
+        leader, reg, follower = await lagging_follower(c, 200)
+        lagging = follower.id
         await eventually(lambda: follower.snapshots._partial is not None and follower.snapshots._partial.have > 4096,
                          30)
         c.net.isolate(follower.address)
