@@ -20,6 +20,10 @@ from ..config import parse_config, render_config
 from .links import Link, Network
 
 TIMING = {"heartbeat_ms": 50, "election_timeout_ms": [300, 600]}
+# Snapshots far more often than the defaults, in small chunks: every run
+# compacts many times, and a node that was crashed, paused or cut off comes
+# back through streamed (and interrupted, and resumed) snapshot transfers.
+SNAPSHOTS = {"every_entries": 300, "trailing_entries": 50, "chunk_bytes": 16384, "transfer_timeout_ms": 3000}
 
 
 def free_ports(n: int) -> list[int]:
@@ -55,6 +59,7 @@ class Cluster:
                 "nodes": [{"id": j, "address": self._address_seen_by(i, j)} for j in self.ids],
                 "storage": {"data_dir": str(directory / "node-{id}"), "fsync": "batch"},
                 "timing": TIMING,
+                "snapshot": SNAPSHOTS,
             }
             (directory / f"node-{i}.toml").write_text(render_config(parse_config(raw)))
 
