@@ -101,8 +101,8 @@ async def test_a_transfer_cut_off_mid_way_resumes_from_the_acknowledged_byte(aut
         await eventually(lambda: follower.snapshots._partial is not None and follower.snapshots._partial.have > 4096,
                          30)
         c.net.isolate(follower.address)
-        await trio.sleep(2)  # longer than the transfer timeout: the leader gives up
-        assert not leader.snapshots._transfers
+        # No chunk answered for longer than the transfer timeout: the leader gives up.
+        await eventually(lambda: not leader.snapshots._transfers, 30)
         c.net.heal()
         await eventually(lambda: follower.snapshots.installed == 1, 60)
         starts = [(peer, offset) for peer, _, offset in leader.snapshots.starts]
