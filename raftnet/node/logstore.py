@@ -63,7 +63,8 @@ class LogStore(Protocol):
     async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
         """``path`` (durable) is the newest snapshot unless a newer one is
         already held; drop the log up to ``compact_to`` (at most the
-        newest snapshot's index). Returns how many segments went."""
+        newest snapshot's index). Returns how much of the log went, for the
+        log line (segments on disk, entries in memory)."""
 
     async def install_snapshot(self, meta: SnapshotMeta, path: str) -> None:
         """A leader's snapshot (durable at ``path``) replaces the whole log."""
