@@ -114,6 +114,29 @@ async def test_a_transfer_cut_off_mid_way_resumes_from_the_acknowledged_byte(aut
         nursery.cancel_scope.cancel()
 
 
+async def test_a_follower_restarted_mid_transfer_resumes_from_the_partial_file_it_kept(autojump_clock):
+    config = snapshot_config(max_bytes_per_second=20 * 1024, transfer_timeout_ms=500)
+    async with trio.open_nursery() as nursery:
+        c = SimCluster(nursery, seed=5, config=config, peer_queue_size=8)
+        leader, reg, follower = await lagging_follower(c, 200)
+        lagging = follower.id
+        await eventually(lambda: follower.snapshots._partial is not None and follower.snapshots._partial.have > 4096,
+                         30)
+        kept = follower.snapshots._partial.have
+        c.crash(lagging)  # no abort, no goodbye: the partial file stays as it is
+        await eventually(lambda: lagging not in c.nodes, 5)
+        c.net.heal()
+        await c.start(lagging)
+        restarted = c.nodes[lagging]
+        await eventually(lambda: restarted.snapshots.installed == 1, 60)
+        [(index, resumed_at)] = restarted.snapshots.resumes
+        assert index == restarted.store.snapshot_file[0].index and resumed_at >= kept
+        size = leader.store.fs.size(leader.store.snapshot_file[1])
+        assert leader.snapshots.bytes_sent < 1.5 * size  # nothing like a restart from zero
+        await eventually(lambda: restarted.state_machine.as_dict() == leader.state_machine.as_dict(), 10)
+        nursery.cancel_scope.cancel()
+
+
 def test_snapshot_messages_round_trip_and_are_checked():
     chunk = SnapshotChunk(term=3, src=1, dst=2, index=40, snap_term=2, size=10, offset=4, data=b"abcdef")
     ack = SnapshotAck(term=3, src=2, dst=1, index=40, snap_term=2, offset=4, have=10)

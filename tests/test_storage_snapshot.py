@@ -326,6 +326,23 @@ def test_remove_partials_removes_only_leftovers():
     assert fs.listdir(D) == sorted([os.path.basename(path), "meta.tmp"]) and fs.ops[-1] == ("dirsync", D)
 
 
+def test_remove_partials_may_spare_the_newest_received_partial():
+    fs = memfs()
+    names = ["a.snap.tmp", snapshot_name(20, 2) + ".partial", snapshot_name(30, 2) + ".partial",
+             snapshot_name(30, 3) + ".tmp"]
+    for name in names:
+        fs.open(os.path.join(D, name), create=True)
+    newest = (30, 2, os.path.join(D, names[2]))
+    assert snapshot.received_partial(D, fs=fs) == newest
+    # Only the newest partial of an index above the one given stays, for a transfer to resume.
+    assert remove_partials(D, fs=fs, keep_received_after=30) == sorted(os.path.join(D, n) for n in names)
+    for name in names:
+        fs.open(os.path.join(D, name), create=True)
+    removed = remove_partials(D, fs=fs, keep_received_after=29)
+    assert removed == sorted(os.path.join(D, n) for n in names if n != names[2])
+    assert fs.listdir(D) == [names[2]] and snapshot.received_partial(D, fs=fs) == newest
+
+
 def test_a_failed_write_leaves_no_file():
     fs = memfs()
 
@@ -405,6 +422,38 @@ def test_partial_of_another_snapshot_or_incomplete_does_not_finish():
     assert fs.listdir(D) == []
 
 
+def test_a_partial_resumes_from_the_bytes_an_earlier_run_left():
+    lfs, lpath, size = leader()
+    fs = memfs()
+    first = PartialSnapshot(D, 9, 3, size, fs=fs)
+    first.write(0, read_chunk(lpath, 0, 700, fs=lfs))  # then the node is killed: no abort, no finish
+    again = PartialSnapshot(D, 9, 3, size, fs=fs, resume=True)
+    assert again.have == 700
+    assert again.write(0, b"x") == 700  # what it holds is not written again
+    again.write(700, read_chunk(lpath, 700, size, fs=lfs))
+    assert again.finish() == (META, PATH) and fs.read(PATH) == lfs.read(lpath)
+
+    # Without resume, or with a leftover longer than the snapshot, it starts from zero.
+    fs = memfs()
+    PartialSnapshot(D, 9, 3, size, fs=fs).write(0, read_chunk(lpath, 0, 700, fs=lfs))
+    assert PartialSnapshot(D, 9, 3, size, fs=fs).have == 0
+    fs.open(os.path.join(D, snapshot_name(9, 3) + ".partial"), create=True).pwrite(bytes(size + 1), 0)
+    assert PartialSnapshot(D, 9, 3, size, fs=fs, resume=True).have == 0
+
+
+def test_a_resumed_partial_whose_kept_bytes_were_damaged_fails_to_finish_and_leaves_nothing():
+    lfs, lpath, size = leader()
+    fs = memfs()
+    PartialSnapshot(D, 9, 3, size, fs=fs).write(0, read_chunk(lpath, 0, 700, fs=lfs))
+    partial = os.path.join(D, snapshot_name(9, 3) + ".partial")
+    fs.open(partial).pwrite(bytes(300), 0)  # a power loss left a hole
+    p = PartialSnapshot(D, 9, 3, size, fs=fs, resume=True)
+    p.write(700, read_chunk(lpath, 700, size, fs=lfs))
+    with pytest.raises(Corruption):
+        p.finish()
+    assert fs.listdir(D) == []
+
+
 # -- crashes ---------------------------------------------------------------------------------------
 
 
@@ -449,3 +498,46 @@ def test_a_crash_anywhere_leaves_the_new_snapshot_whole_or_absent_and_the_old_on
             assert all(SNAPSHOT_RE.match(name) for name in disk.listdir(D)), where
             outcomes.add(has_new)
     assert outcomes == {True, False}
+
+
+def test_a_crash_anywhere_while_receiving_leaves_a_partial_that_resumes_or_is_found_out(monkeypatch):
+    """A follower killed (or powered off) mid-transfer keeps its newest
+    partial file; resuming it and taking the rest from the leader ends with
+    the leader's snapshot, whole, or (when the crash lost kept bytes) with a
+    Corruption that deletes the partial so the transfer starts over."""
+    monkeypatch.setattr(snapshot, "CHUNK", 1024)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    lfs = memfs()
+    lpath = write_snapshot(D, META, NEW_BLOBS, fs=lfs)
+    size = snapshot_size(lpath, fs=lfs)
+    base = memfs()
+    old_path = write_snapshot(D, OLD, OLD_BLOBS, fs=base)
+    fs = MemFS(base.files())
+    p = PartialSnapshot(D, META.index, META.term, size, fs=fs)
+    while not p.complete:
+        p.write(p.have, read_chunk(lpath, p.have, 1000, fs=lfs))
+    p.finish()
+    outcomes = set()
+    for n in range(len(fs.ops) + 1):
+        where = f"seed={seed}, crash after {n} ops ({fs.describe(n - 1) if n else 'none'})"
+        for state in fs.crash_states(n, 16, rng):
+            disk = MemFS(state)
+            remove_partials(D, fs=disk, keep_received_after=OLD.index)
+            assert blobs_of(old_path, disk) == (OLD, OLD_BLOBS), where
+            if PATH in state:
+                outcomes.add("renamed")
+                continue
+            p = PartialSnapshot(D, META.index, META.term, size, fs=disk, resume=True)
+            kept = p.have
+            while not p.complete:
+                p.write(p.have, read_chunk(lpath, p.have, 1000, fs=lfs))
+            try:
+                p.finish()
+            except Corruption:
+                assert all(SNAPSHOT_RE.match(name) for name in disk.listdir(D)), where
+                outcomes.add("found out")
+                continue
+            assert blobs_of(PATH, disk) == (META, NEW_BLOBS), where
+            outcomes.add("resumed" if kept else "from zero")
+    assert {"renamed", "resumed", "from zero", "found out"} <= outcomes, outcomes

@@ -22,7 +22,9 @@ lost with a connection is sent again after a short wait, and a transfer
 with no acknowledged progress for ``transfer_timeout_ms`` is abandoned
 (the core is told, and asks again later); the next attempt starts from the
 last acknowledged offset, never from zero, while the follower keeps its
-partial file. Heartbeats and appends share the link with at most one chunk.
+partial file; a follower that restarts keeps it too (the newest one) and
+answers the next chunk with how much of it it holds. Heartbeats and
+appends share the link with at most one chunk.
 
 Installing (follower). With every byte in, the follower verifies the file
 (checksums, in a worker thread: not counted against the transfer), names it
@@ -52,6 +54,7 @@ from ..storage.snapshot import (
     list_snapshots,
     read_chunk,
     read_snapshot,
+    received_partial,
     remove_partials,
     snapshot_name,
     write_snapshot,
@@ -118,6 +121,7 @@ class Snapshots:
         self._sending: dict[str, int] = {}  # path -> transfers reading it (not pruned meanwhile)
         self._downloads: dict[str, float] = {}  # path -> when its pin ends
         self._partial: PartialSnapshot | None = None
+        self._leftover: tuple[int, int, str] | None = None  # a partial file from before a restart, to resume
         self._complete: set[tuple[int, int]] = set()  # snapshots we hold every byte of (finishing or named)
         self._received: tuple[SnapshotMeta, str] | None = None  # the newest verified one from a leader
         self._installing = False  # the ready loop is replacing the log and state machine with one
@@ -126,11 +130,15 @@ class Snapshots:
         self.failed = 0
         self.bytes_sent = 0
         self.starts: deque[tuple[int, int, int]] = deque(maxlen=64)  # (follower, index, first byte) per transfer
+        self.resumes: deque[tuple[int, int]] = deque(maxlen=64)  # (index, byte) per partial file kept over a restart
 
     def start(self, nursery: trio.Nursery) -> None:
         store = self.node.store
-        for path in remove_partials(store.snapshot_dir, fs=store.fs):
+        held = store.snapshot_file
+        covered = max(held[0].index if held is not None else 0, self.node.raft.commit_index)
+        for path in remove_partials(store.snapshot_dir, fs=store.fs, keep_received_after=covered):
             log.info("node %d removed %s, left by an interrupted snapshot write or transfer", self.node.id, path)
+        self._leftover = received_partial(store.snapshot_dir, fs=store.fs)
         self._nursery = nursery
 
     # -- taking ------------------------------------------------------------------------
@@ -347,9 +355,7 @@ class Snapshots:
             p = self._partial = None
         try:
             if p is None:
-                p = self._partial = PartialSnapshot(store.snapshot_dir, m.index, m.snap_term, m.size, fs=store.fs)
-                log.info("node %d receiving snapshot %d (term %d, %d bytes) from node %d",
-                         self.node.id, m.index, m.snap_term, m.size, m.src)
+                p = self._partial = self._open_partial(m)
             have = p.write(m.offset, m.data)
         except (OSError, StorageError) as exc:
             log.error("node %d cannot write snapshot %d: %s", self.node.id, m.index, exc)
@@ -363,6 +369,24 @@ class Snapshots:
             self._complete.add((m.index, m.snap_term))
             self._nursery.start_soon(self._finish, p, m.term, m.src)
         return have
+
+    def _open_partial(self, m: SnapshotChunk) -> PartialSnapshot:
+        """A new partial file for the snapshot ``m`` is a chunk of, or the one
+        a transfer of that same snapshot left before this node restarted."""
+        store, leftover, self._leftover = self.node.store, self._leftover, None
+        resume = leftover is not None and leftover[:2] == (m.index, m.snap_term)
+        if leftover is not None and not resume:
+            log.info("node %d dropped %s, left by a transfer before it restarted", self.node.id, leftover[2])
+            store.fs.unlink(leftover[2])
+        p = PartialSnapshot(store.snapshot_dir, m.index, m.snap_term, m.size, fs=store.fs, resume=resume)
+        if p.have:
+            self.resumes.append((m.index, p.have))
+            log.info("node %d resuming snapshot %d (term %d, %d bytes) from node %d at byte %d, "
+                     "kept from before it restarted", self.node.id, m.index, m.snap_term, m.size, m.src, p.have)
+        else:
+            log.info("node %d receiving snapshot %d (term %d, %d bytes) from node %d",
+                     self.node.id, m.index, m.snap_term, m.size, m.src)
+        return p
 
     async def _finish(self, p: PartialSnapshot, term: int, leader: int) -> None:
         node = self.node

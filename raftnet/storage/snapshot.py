@@ -27,7 +27,8 @@ complete snapshot or nothing, and no other snapshot is touched. One
 received from the leader goes to ``<name>.partial`` (``PartialSnapshot``)
 and is renamed the same way once it verifies whole. The leader streams its
 file's raw bytes (``read_chunk``), so the follower's copy is byte-identical
-and verifies on its own. ``remove_partials`` deletes both leftovers.
+and verifies on its own. ``remove_partials`` deletes the leftovers, but
+may spare the newest ``.partial``: a restarted follower resumes it.
 
 All of it blocks (run it in a worker thread under trio), moves data in
 bounded pieces, and goes through ``fs`` (fs.py), so tests can crash it on
@@ -333,10 +334,24 @@ def prune_snapshots(data_dir: str, keep: int = 2, *, fs=fsmod.OS) -> list[str]:
     return _unlink_all(fs, data_dir, doomed)
 
 
-def remove_partials(data_dir: str, *, fs=fsmod.OS) -> list[str]:
-    """Delete the files an interrupted write or transfer left behind."""
+def remove_partials(data_dir: str, *, fs=fsmod.OS, keep_received_after: int | None = None) -> list[str]:
+    """Delete the files an interrupted write or transfer left behind. With
+    ``keep_received_after``, the newest ``.partial`` (a transfer from a
+    leader) of an index above it stays, so that the transfer resumes where
+    it stopped (``received_partial``) instead of starting again from zero."""
     names = sorted(n for n in fs.listdir(data_dir) if n.endswith(LEFTOVER_SUFFIXES))
-    return _unlink_all(fs, data_dir, [os.path.join(data_dir, n) for n in names])
+    spared = received_partial(data_dir, fs=fs) if keep_received_after is not None else None
+    if spared is not None and spared[0] <= keep_received_after:
+        spared = None
+    return _unlink_all(fs, data_dir, [os.path.join(data_dir, n) for n in names
+                                      if spared is None or os.path.join(data_dir, n) != spared[2]])
+
+
+def received_partial(data_dir: str, *, fs=fsmod.OS) -> tuple[int, int, str] | None:
+    """(index, term, path) of the newest ``.partial`` file in ``data_dir``."""
+    named = (SNAPSHOT_RE.match(n[: -len(".partial")]) for n in fs.listdir(data_dir) if n.endswith(".snap.partial"))
+    found = sorted((int(m[1]), int(m[2]), os.path.join(data_dir, m[0] + ".partial")) for m in named if m)
+    return found[-1] if found else None
 
 
 def _unlink_all(fs, data_dir: str, paths: list[str]) -> list[str]:
@@ -370,16 +385,27 @@ class PartialSnapshot:
     """A snapshot received in chunks into ``<name>.partial``. ``write`` takes
     data only at ``have`` (a duplicate, a chunk from further on, or one that
     would run past ``size`` is ignored); ``finish`` verifies the whole file
-    before it takes the snapshot's name."""
+    before it takes the snapshot's name.
 
-    def __init__(self, data_dir: str, index: int, term: int, size: int, *, fs=fsmod.OS):
+    With ``resume``, a ``.partial`` file of the same name left by an earlier
+    run (the node was killed mid-transfer) is kept and ``have`` starts at its
+    length, unless it is longer than ``size``. Its bytes are not trusted
+    for that: ``finish`` verifies every byte, so a file that a power loss
+    left with holes is found out and the transfer starts over."""
+
+    def __init__(self, data_dir: str, index: int, term: int, size: int, *, fs=fsmod.OS, resume: bool = False):
         if size < 0:
             raise ValueError(f"snapshot size must be >= 0 (got {size})")
         self.data_dir, self.index, self.term, self.size, self.fs = data_dir, index, term, size, fs
         self.have = 0  # Invariant: bytes [0, have) are written, and have <= size
         self.final_path = os.path.join(data_dir, snapshot_name(index, term))
         self.path = self.final_path + ".partial"
-        self._file = fs.open(self.path, create=True)
+        kept = fs.size(self.path) if resume and fs.exists(self.path) else None
+        if kept is not None and kept <= size:
+            self._file = fs.open(self.path)
+            self.have = kept
+        else:
+            self._file = fs.open(self.path, create=True)
         self._done = False  # finished or aborted
 
     @property

@@ -230,7 +230,7 @@ class Storage:
             self._hard.hard_state = HardState(hs.term, hs.vote, self.last_index)
         # Nothing is written before the whole directory has been read and judged.
         self._repair(scans)
-        remove_partials(self.data_dir, fs=self.fs)
+        remove_partials(self.data_dir, fs=self.fs, keep_received_after=covered)
         if self.snapshot is not None and self._log_contradicts(self.snapshot[0]):
             log.warning("%s: the log does not hold the snapshot's last entry %d (term %d): a crash cut its "
                         "install short; dropping the old log, as the install does",
