@@ -62,6 +62,25 @@ def test_compaction_keeps_the_segment_being_written(tmp_path):
     st.close()
 
 
+def test_a_segment_mostly_covered_by_a_snapshot_is_rolled_away_so_a_restart_does_not_replay_it(tmp_path):
+    st = open_(tmp_path)
+    fill(st, 1, 20)  # 40 KB of one 64 KiB segment
+    snap(tmp_path, 3)
+    st.compact(3)  # covers 6 KB: less than an eighth, the segment goes on
+    fill(st, 21, 21)
+    assert len(list_segments(str(tmp_path))) == 1
+    snap(tmp_path, 15)
+    st.compact(15)  # covers 30 KB: the next append starts a new segment
+    fill(st, 22, 23)
+    assert [first for first, _ in list_segments(str(tmp_path))] == [1, 22]
+    snap(tmp_path, 23)
+    assert st.compact(23) == 1  # and the next compaction deletes the old one whole
+    st.close()
+    st = open_(tmp_path)
+    assert (st.first_index, st.last_index) == (22, 23)  # a restart reads two entries, not 23
+    st.close()
+
+
 def test_reset_replaces_the_log_with_the_snapshot(tmp_path):
     st = open_(tmp_path)
     fill(st, 1, 50)

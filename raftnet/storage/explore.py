@@ -241,11 +241,24 @@ def install_conflict(rng: random.Random) -> list:
     return steps
 
 
+def compaction_roll(rng: random.Random) -> list:
+    """A log 1..5 (two segments); a snapshot at 5 covers all of the segment
+    being written, so the next append rolls a new one; a snapshot at 6 and
+    a compaction then delete the rolled-away segment whole."""
+    steps = _log_of(5) + [Save(HardState(1, 1, 5), []), Begin()]
+    steps += [Snapshot(SnapshotMeta(5, 1, VOTERS), _state(5, rng)), Compact(5),
+              Save(None, [_entry(6, 1, 300)]), Save(HardState(1, 1, 6), []),
+              Snapshot(SnapshotMeta(6, 1, VOTERS), _state(6, rng)), Compact(6),
+              Save(None, [_entry(7, 1, BIG)]), Save(HardState(1, 1, 7), [])]
+    return steps
+
+
 WORKLOADS: dict[str, Callable[[random.Random], list]] = {
     "appends": appends, "truncations": truncations, "hard-states": hard_states, "restarts": restarts,
-    "compaction": compaction, "install": install, "install-conflict": install_conflict,
+    "compaction": compaction, "compaction-roll": compaction_roll, "install": install,
+    "install-conflict": install_conflict,
 }
-SNAPSHOT_WORKLOADS = ("compaction", "install", "install-conflict")
+SNAPSHOT_WORKLOADS = ("compaction", "compaction-roll", "install", "install-conflict")
 
 
 def legacy_image() -> dict[str, bytes]:

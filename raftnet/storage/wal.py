@@ -116,6 +116,7 @@ class Storage:
         self._seg_size = 0
         self._seed = 0
         self._offset = 0
+        self._roll_soon = False  # the next append starts a new segment (compaction asked for it)
         self._failed: StorageFailed | None = None
         self.fsyncs = 0
         self.last_fsync_seconds = 0.0
@@ -364,6 +365,14 @@ class Storage:
             first = list_segments(self.data_dir, self.fs)[0][0]
             del self._entries[: first - 1 - self._base]
             self._base = first - 1
+        # The segment being appended to never goes, however much of it the
+        # snapshot covers, and a restart replays all of it. Once the covered
+        # part is an eighth of a segment, the next append starts a new one,
+        # so that a later compaction can delete this one whole.
+        held = self.last_index - self._seg_first + 1
+        if self._file is not None and held > 0 and index >= self._seg_first:
+            covered = self._offset * (min(index, self.last_index) - self._seg_first + 1) // held
+            self._roll_soon = covered >= self.segment_size // 8
         return len(doomed)
 
     def reset(self, index: int) -> None:
@@ -391,7 +400,8 @@ class Storage:
             raise StorageError(f"cannot overwrite index {first}: a snapshot covers the log up to {self._base}")
         truncating = first <= self.last_index
         data = self._batch(entries, truncating, self._seed, self._offset)
-        if self._file is None or self._offset + len(data) > self._seg_size or first < self._seg_first:
+        if (self._file is None or self._offset + len(data) > self._seg_size or first < self._seg_first
+                or self._roll_soon):
             # A truncation below this segment's first index also starts a new
             # segment, so segments stay named by the first index they hold.
             self._roll(first, entries, truncating)
@@ -458,7 +468,7 @@ class Storage:
             raise
         # The new segment is in place, whatever happens next.
         self._file, self._seg_first, self._seg_size, self._offset = f, first_index, size, len(header) + len(data)
-        self._seg_seq, self._seed = seq, seed
+        self._seg_seq, self._seed, self._roll_soon = seq, seed, False
         superseded = [p for first, p in list_segments(self.data_dir, self.fs) if first > first_index]
         for seg_path in superseded:
             self.fs.unlink(seg_path)
