@@ -5,6 +5,9 @@ from the last acknowledged byte."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 import trio
 import trio.testing
@@ -114,8 +117,10 @@ async def test_a_transfer_cut_off_mid_way_resumes_from_the_acknowledged_byte(aut
         nursery.cancel_scope.cancel()
 
 
-async def test_a_follower_restarted_mid_transfer_resumes_from_the_partial_file_it_kept(autojump_clock):
-    config = snapshot_config(max_bytes_per_second=20 * 1024, transfer_timeout_ms=500)
+async def test_a_follower_restarted_mid_transfer_resumes_from_the_partial_file_it_kept(autojump_clock, caplog):
+    caplog.set_level(logging.INFO, "raftnet.node")
+    # 5 KiB/s: the transfer takes about eight seconds, long enough to log its progress.
+    config = snapshot_config(max_bytes_per_second=5 * 1024, transfer_timeout_ms=500)
     async with trio.open_nursery() as nursery:
         c = SimCluster(nursery, seed=5, config=config, peer_queue_size=8)
         leader, reg, follower = await lagging_follower(c, 200)
@@ -134,6 +139,9 @@ async def test_a_follower_restarted_mid_transfer_resumes_from_the_partial_file_i
         size = leader.store.fs.size(leader.store.snapshot_file[1])
         assert leader.snapshots.bytes_sent < 1.5 * size  # nothing like a restart from zero
         await eventually(lambda: restarted.state_machine.as_dict() == leader.state_machine.as_dict(), 10)
+        # A transfer of several seconds logs its progress on the way.
+        progress = re.findall(rf"snapshot {index} to peer {lagging}: (\d+) of {size} bytes", caplog.text)
+        assert progress and 0 < int(progress[0]) < size, caplog.text[-2000:]
         nursery.cancel_scope.cancel()
 
 

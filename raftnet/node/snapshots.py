@@ -64,6 +64,8 @@ log = logging.getLogger("raftnet.node")
 
 # A chunk not acknowledged within this long is sent again (at most).
 RESEND_SECONDS = 2.0
+# A transfer logs its progress this often.
+PROGRESS_SECONDS = 5.0
 # A snapshot file a client is downloading stays on disk this long after its last chunk was read.
 DOWNLOAD_PIN_SECONDS = 60.0
 
@@ -282,7 +284,8 @@ class Snapshots:
                  node.id, t.meta.index, t.meta.term, size, t.peer, offset)
         self.starts.append((t.peer, t.meta.index, offset))
         started = last_progress = trio.current_time()
-        have = offset
+        report_at = started + PROGRESS_SECONDS
+        have = first = offset
         while True:
             data = b""
             if offset < size:
@@ -308,6 +311,11 @@ class Snapshots:
                     del self._resume[key]
                     return True
                 offset = have
+                if now >= report_at:
+                    report_at = now + PROGRESS_SECONDS
+                    log.info("node %d: snapshot %d to peer %d: %d of %d bytes (%.0f%%), %.1f MiB/s",
+                             node.id, t.meta.index, t.peer, have, size, 100 * have / max(size, 1),
+                             max(0, have - first) / (now - started) / 2**20)
                 if stuck:
                     await trio.sleep(resend)  # the follower would not take the chunk: no busy loop
             if now - last_progress > timeout:
