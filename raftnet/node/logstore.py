@@ -60,6 +60,10 @@ class LogStore(Protocol):
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None: ...
 
+    def stats(self) -> dict[str, int]:
+        """Counters since the node started: ``saves``, ``entries`` saved and
+        ``fsyncs`` (what ``raftnet status`` and ``raftnet bench`` show)."""
+
     async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
         """``path`` (durable) is the newest snapshot unless a newer one is
         already held; drop the log up to ``compact_to`` (at most the
@@ -80,6 +84,7 @@ class DiskLogStore:
         self._lock = trio.Lock()
         self.fs = storage.fs
         self.snapshot_dir = storage.data_dir
+        self._saves = self._entries = 0
 
     @property
     def hard_state(self) -> HardState:
@@ -114,6 +119,11 @@ class DiskLogStore:
         # node acts on (or abandons) what it wrote.
         async with self._lock:
             await trio.to_thread.run_sync(self._storage.save, hard_state, list(entries))
+        self._saves += 1
+        self._entries += len(entries)
+
+    def stats(self) -> dict[str, int]:
+        return {"saves": self._saves, "entries": self._entries, "fsyncs": self._storage.fsyncs}
 
     async def adopt_snapshot(self, meta: SnapshotMeta, path: str, compact_to: int) -> int:
         storage = self._storage
@@ -147,10 +157,14 @@ class MemoryLogStore:
         self.snapshot_dir = "/snapshots"
         self.fs.makedirs(self.snapshot_dir)
         self._snapshot_file: tuple[SnapshotMeta, str] | None = None
+        self._saves = self._entries = 0
 
     @property
     def hard_state(self) -> HardState:
         return self.disk.hard_state
+
+    def stats(self) -> dict[str, int]:
+        return {"saves": self._saves, "entries": self._entries, "fsyncs": self._saves}
 
     @property
     def first_index(self) -> int:
@@ -205,6 +219,8 @@ class MemoryLogStore:
             write.finish()
             raise
         write.finish()
+        self._saves += 1
+        self._entries += len(entries)
 
     def close(self) -> None:
         pass

@@ -153,6 +153,7 @@ def status(node: Any) -> dict:
         "applied": st["applied"],
         "last_index": st["last_index"],
         "members": {node.id: node.address, **node.peers},
+        "wal": node.store.stats(),  # saves, entries saved, fsyncs since the node started
     }
     if "progress" in st:
         out["followers"] = {peer: p["match"] for peer, p in st["progress"].items()}
