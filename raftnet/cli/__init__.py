@@ -73,6 +73,7 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
+    from .bench import bench
     from .check import check
     from .inspect import inspect
     from .kv import cas, delete, get, put, status
@@ -80,7 +81,7 @@ def _register() -> None:
     from .serve import serve
     from .snapshot import snapshot
 
-    for command in (serve, local, put, get, delete, cas, status, inspect, check, snapshot):
+    for command in (serve, local, put, get, delete, cas, status, inspect, check, snapshot, bench):
         main.add_command(command)
 
 
