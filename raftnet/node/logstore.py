@@ -115,10 +115,19 @@ class DiskLogStore:
         return blobs
 
     async def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        # Not cancellable mid-write: a half-done save must finish before the
-        # node acts on (or abandons) what it wrote.
-        async with self._lock:
-            await trio.to_thread.run_sync(self._storage.save, hard_state, list(entries))
+        storage = self._storage
+        if not self._lock.locked() and storage.needs_no_sync(hard_state, entries):
+            # Only a new commit index: a write of one sector to the page
+            # cache, done here rather than paying a thread's round trip
+            # before the committed entries can be applied. (No thread is
+            # using the storage: every thread that does holds the lock.)
+            storage.save(hard_state, entries)
+            await trio.lowlevel.checkpoint()
+        else:
+            # Not cancellable mid-write: a half-done save must finish before
+            # the node acts on (or abandons) what it wrote.
+            async with self._lock:
+                await trio.to_thread.run_sync(storage.save, hard_state, list(entries))
         self._saves += 1
         self._entries += len(entries)
 

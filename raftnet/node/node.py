@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -306,24 +306,35 @@ class Node:
     async def propose(self, command: bytes) -> tuple[int, Any]:
         """Append ``command`` and wait until it is applied; returns its index
         and the state machine's result. Raises RequestFailed."""
+        waiter = self.propose_then(command)
+        return waiter.key, await self._wait(waiter)
+
+    async def read(self, query: Any) -> Any:
+        """A linearizable read through ReadIndex (no log append)."""
+        return await self._wait(self.read_then(query))
+
+    def propose_then(self, command: bytes, callback: Callable[[Waiter], None] | None = None) -> Waiter:
+        """``propose`` without waiting: the Waiter resolves (and calls
+        ``callback``) once the entry is applied, with its index as ``key``.
+        Raises RequestFailed at once if the core refuses the proposal."""
         try:
             entry = self.raft.propose(command)
         except ProposalRefused as exc:
             raise _refusal(exc) from None
-        waiter = self.pending.add_write(entry.index, entry.term)
+        waiter = self.pending.add_write(entry.index, entry.term, callback)
         self.wake()
-        return entry.index, await self._wait(waiter)
+        return waiter
 
-    async def read(self, query: Any) -> Any:
-        """A linearizable read through ReadIndex (no log append)."""
-        ctx, waiter = self.pending.add_read(query)
+    def read_then(self, query: Any, callback: Callable[[Waiter], None] | None = None) -> Waiter:
+        """``read`` without waiting (see ``propose_then``)."""
+        ctx, waiter = self.pending.add_read(query, callback)
         try:
             self.raft.read_index(ctx)
         except ProposalRefused as exc:
             self.pending.forget(waiter)
             raise _refusal(exc) from None
         self.wake()
-        return await self._wait(waiter)
+        return waiter
 
     async def barrier(self) -> None:
         """Return once this node, still the leader, has applied everything

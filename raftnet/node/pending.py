@@ -11,10 +11,14 @@ Every waiter is woken exactly once: with a result, or with an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
+
+log = logging.getLogger("raftnet.node")
 
 
 class RequestFailed(Exception):
@@ -32,26 +36,46 @@ class RequestFailed(Exception):
 
 @dataclass(slots=True)
 class Waiter:
+    """One request's wait. Either a task ``await``s ``wait()``, or the
+    request was started with a ``callback``, called (once, synchronously,
+    from whoever resolves it: the ready loop) instead: a client connection
+    answers that way without a task per request."""
+
     key: int = 0  # log index for a write, read context for a read
     is_read: bool = False
     term: int = 0
     query: Any = None
-    done: trio.Event = field(default_factory=trio.Event)
+    callback: Callable[[Waiter], None] | None = None
+    finished: bool = False
     result: Any = None
     error: RequestFailed | None = None
+    _event: trio.Event | None = None
 
     def resolve(self, result: Any) -> None:
-        if not self.done.is_set():
+        if not self.finished:
             self.result = result
-            self.done.set()
+            self._finish()
 
     def fail(self, error: RequestFailed) -> None:
-        if not self.done.is_set():
+        if not self.finished:
             self.error = error
-            self.done.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.callback is not None:
+            try:
+                self.callback(self)
+            except Exception:  # noqa: BLE001 - one request's bug must not stop the ready loop
+                log.exception("answering a request failed")
+        if self._event is not None:
+            self._event.set()
 
     async def wait(self) -> Any:
-        await self.done.wait()
+        if not self.finished:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
         if self.error is not None:
             raise self.error
         return self.result
@@ -66,14 +90,14 @@ class Pending:
     def __len__(self) -> int:
         return len(self._writes) + len(self._reads)
 
-    def add_write(self, index: int, term: int) -> Waiter:
-        w = Waiter(key=index, term=term)
+    def add_write(self, index: int, term: int, callback: Callable[[Waiter], None] | None = None) -> Waiter:
+        w = Waiter(key=index, term=term, callback=callback)
         self._writes[index] = w
         return w
 
-    def add_read(self, query: Any) -> tuple[int, Waiter]:
+    def add_read(self, query: Any, callback: Callable[[Waiter], None] | None = None) -> tuple[int, Waiter]:
         self._next_read += 1
-        w = Waiter(key=self._next_read, is_read=True, query=query)
+        w = Waiter(key=self._next_read, is_read=True, query=query, callback=callback)
         self._reads[self._next_read] = w
         return self._next_read, w
 

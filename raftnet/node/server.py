@@ -20,8 +20,7 @@ import trio
 from ..core.log import LogError
 from ..excgroups import leaf
 from ..core.messages import AppendEntries, Message
-from . import codec, wire
-from .service import handle_request
+from . import codec, service, wire
 from .snapshots import SnapshotChunk
 
 log = logging.getLogger("raftnet.node")
@@ -125,31 +124,81 @@ def check_message(m: Message, peer_id: int, node_id: int) -> None:
 
 
 async def _serve_client(node: Any, stream: trio.abc.Stream, reader: wire.FrameReader, who: str) -> None:
-    send_lock = trio.Lock()
-    limiter = trio.CapacityLimiter(MAX_REQUESTS_PER_CONNECTION)
-
-    async def serve_one(request: dict, token: object) -> None:
-        try:
-            try:
-                response = await handle_request(node, request)
-            except Exception:  # noqa: BLE001 - one request's bug must not end the others
-                log.exception("request from %s failed", who)
-                response = {"t": "rep", "rid": request.get("rid"), "error": "internal",
-                            "message": "internal error (see the node's log)"}
-            data = wire.encode_frame(response)
-            async with send_lock:
-                await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client left; its write may still have been applied
-        finally:
-            limiter.release_on_behalf_of(token)
-
+    conn = _ClientConnection(node, stream, who)
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.send_replies)
         try:
             while (request := await reader.read()) is not None:
-                token = object()
-                await limiter.acquire_on_behalf_of(token)
-                nursery.start_soon(serve_one, request, token)
+                await conn.room()
+                slow = conn.start(request)
+                if slow is not None:
+                    nursery.start_soon(slow)
         finally:
             # The client is gone or misbehaved: stop its pending requests too.
             nursery.cancel_scope.cancel()
+            conn.close()
+
+
+class _ClientConnection:
+    """The requests of one client connection. Each is started at once
+    (``service.start_request``); most finish from the ready loop, which
+    calls back with the reply. Replies queue here, and one task sends
+    whatever has queued in a single write: under load, many replies per
+    system call, and no task per request."""
+
+    def __init__(self, node: Any, stream: trio.abc.Stream, who: str):
+        self.node, self.stream, self.who = node, stream, who
+        self._replies: list[bytes] = []
+        self._queued = trio.Event()
+        self._in_flight = 0  # requests started and not yet answered on the wire
+        self._has_room = trio.Event()
+        self._has_room.set()
+        self._closed = False
+
+    async def room(self) -> None:
+        """Wait while MAX_REQUESTS_PER_CONNECTION are in flight: we stop
+        reading, and TCP pushes back on the client."""
+        if self._in_flight >= MAX_REQUESTS_PER_CONNECTION:
+            self._has_room = trio.Event()
+            await self._has_room.wait()
+
+    def start(self, request: dict):
+        self._in_flight += 1
+        try:
+            return service.start_request(self.node, request, self._reply)
+        except Exception:  # noqa: BLE001 - one request's bug must not end the others
+            log.exception("request from %s failed", self.who)
+            self._reply({"t": "rep", "rid": request.get("rid"), "error": "internal",
+                         "message": "internal error (see the node's log)"})
+            return None
+
+    def _reply(self, response: dict) -> None:
+        if self._closed:
+            return
+        try:
+            data = wire.encode_frame(response)
+        except Exception:  # noqa: BLE001 - an unencodable reply is our bug, not the connection's end
+            log.exception("cannot encode a reply to %s", self.who)
+            data = wire.encode_frame({"t": "rep", "rid": response.get("rid"), "error": "internal",
+                                      "message": "internal error (see the node's log)"})
+        self._replies.append(data)
+        self._queued.set()
+
+    async def send_replies(self) -> None:
+        try:
+            while True:
+                await self._queued.wait()
+                self._queued = trio.Event()
+                while self._replies:
+                    batch, self._replies = self._replies, []
+                    await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
+                    self._in_flight -= len(batch)
+                    self._has_room.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client left; its writes may still have been applied
+
+    def close(self) -> None:
+        """Answers that come after this are dropped (the requests stay in
+        the log: a write may still be applied)."""
+        self._closed = True
+        self._replies.clear()

@@ -34,13 +34,14 @@ on every replica, so node-local limits are enforced now or never.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from ..kv.store import check_key, check_write, encode_command
 from ..storage.snapshot import read_chunk
-from .pending import RequestFailed
+from .pending import RequestFailed, Waiter
 from .wire import preview
 
 _WRITE_FIELDS = {
@@ -63,49 +64,102 @@ def _error(rid: Any, code: str = "bad_request", message: str = "", node: Any = N
     return reply
 
 
-async def handle_request(node: Any, req: dict) -> dict:
+def start_request(node: Any, req: dict, done: Callable[[dict], None]) -> Callable[[], Awaitable[None]] | None:
+    """Begin serving ``req``; ``done(reply)`` is called exactly once.
+
+    Most requests are answered before this returns. A write or a
+    linearizable read is answered later, from the ready loop, when its entry
+    is applied or its read confirmed: no task waits for it. The snapshot
+    requests need I/O; for those this returns an async function that the
+    caller runs in a task of its own, and which calls ``done``."""
     rid = req.get("rid")
     if req.get("t") != "req" or not isinstance(rid, int) or isinstance(rid, bool):
-        return _error(rid if isinstance(rid, int) else None, "bad_request", "expected {t: req, rid: int, op: ...}")
+        done(_error(rid if isinstance(rid, int) else None, "bad_request", "expected {t: req, rid: int, op: ...}"))
+        return None
     op = req.get("op")
+    if isinstance(op, str) and op in _SLOW:
+        async def slow() -> None:
+            try:
+                reply = await _SLOW[op](node, rid, req)
+            except RequestFailed as exc:
+                reply = _error(rid, exc.code, str(exc), node, exc.leader, exc.maybe_applied)
+            done(reply)
+        return slow
     try:
         if op == "status":
-            return {"t": "rep", "rid": rid, "ok": True, "status": status(node)}
-        if op == "snapshot":
-            return await _snapshot(node, rid, req)
-        if op == "snapshot_read":
-            return await _snapshot_read(node, rid, req)
-        if op == "get":
+            done({"t": "rep", "rid": rid, "ok": True, "status": status(node)})
+        elif op == "get":
             key = req.get("key")
             problem = check_key(key, node.max_key_bytes)
             if problem:
-                return _error(rid, "bad_request", problem)
-            query = {"op": "get", "key": key}
-            result = node.read_stale(query) if req.get("stale") is True else await node.read(query)
-            return {"t": "rep", "rid": rid, **result} if "error" not in result else _error(rid, **_code(result))
-        fields = _WRITE_FIELDS.get(op) if isinstance(op, str) else None
-        if fields is None:
-            return _error(rid, "bad_request", f"unknown op {preview(op, 32)}")
-        missing = [f for f in fields if f not in req]
-        if missing:
-            return _error(rid, "bad_request", f"{op} needs {', '.join(missing)}")
-        args = {f: req[f] for f in fields}
-        if "ack" in req and op != "register":
-            args["ack"] = req["ack"]
-        if op != "register":
-            problem = check_write(op, args, node.max_key_bytes)
-            if problem:
-                return _error(rid, "bad_request", problem)
-        command = encode_command(op, **args)
-        if len(command) > node.max_entry_bytes:
-            return _error(rid, "too_large", f"the {op} command is {len(command)} bytes; "
-                                            f"the limit is {node.max_entry_bytes} bytes ([limits] max_entry_bytes)")
-        index, result = await node.propose(command)
-        if isinstance(result, dict) and "error" in result:
-            return _error(rid, **_code(result))
-        return {"t": "rep", "rid": rid, "ok": True, "index": index, "leader": node.id, **(result or {})}
+                done(_error(rid, "bad_request", problem))
+            elif req.get("stale") is True:
+                done(_read_reply(rid, node.read_stale({"op": "get", "key": key})))
+            else:
+                node.read_then({"op": "get", "key": key}, lambda w: done(_answer(node, rid, w, _read_reply)))
+        else:
+            _start_write(node, rid, op, req, done)
     except RequestFailed as exc:
-        return _error(rid, exc.code, str(exc), node, exc.leader, exc.maybe_applied)
+        done(_error(rid, exc.code, str(exc), node, exc.leader, exc.maybe_applied))
+    return None
+
+
+async def handle_request(node: Any, req: dict) -> dict:
+    """``start_request`` for a caller that waits for the one reply."""
+    replies: list[dict] = []
+    finished = trio.Event()
+
+    def done(reply: dict) -> None:
+        replies.append(reply)
+        finished.set()
+
+    slow = start_request(node, req, done)
+    if slow is not None:
+        await slow()
+    await finished.wait()
+    return replies[0]
+
+
+def _start_write(node: Any, rid: int, op: Any, req: dict, done: Callable[[dict], None]) -> None:
+    fields = _WRITE_FIELDS.get(op) if isinstance(op, str) else None
+    if fields is None:
+        done(_error(rid, "bad_request", f"unknown op {preview(op, 32)}"))
+        return
+    missing = [f for f in fields if f not in req]
+    if missing:
+        done(_error(rid, "bad_request", f"{op} needs {', '.join(missing)}"))
+        return
+    args = {f: req[f] for f in fields}
+    if "ack" in req and op != "register":
+        args["ack"] = req["ack"]
+    if op != "register":
+        problem = check_write(op, args, node.max_key_bytes)
+        if problem:
+            done(_error(rid, "bad_request", problem))
+            return
+    command = encode_command(op, **args)
+    if len(command) > node.max_entry_bytes:
+        done(_error(rid, "too_large", f"the {op} command is {len(command)} bytes; "
+                                      f"the limit is {node.max_entry_bytes} bytes ([limits] max_entry_bytes)"))
+        return
+    node.propose_then(command, lambda w: done(_answer(node, rid, w, _write_reply)))
+
+
+def _answer(node: Any, rid: int, w: Waiter, reply: Callable[[int, Any, Waiter], dict]) -> dict:
+    if w.error is not None:
+        e = w.error
+        return _error(rid, e.code, str(e), node, e.leader, e.maybe_applied)
+    return reply(rid, w.result, w, node)
+
+
+def _read_reply(rid: int, result: dict, w: Waiter | None = None, node: Any = None) -> dict:
+    return {"t": "rep", "rid": rid, **result} if "error" not in result else _error(rid, **_code(result))
+
+
+def _write_reply(rid: int, result: Any, w: Waiter, node: Any) -> dict:
+    if isinstance(result, dict) and "error" in result:
+        return _error(rid, **_code(result))
+    return {"t": "rep", "rid": rid, "ok": True, "index": w.key, "leader": node.id, **(result or {})}
 
 
 async def _snapshot(node: Any, rid: int, req: dict) -> dict:
@@ -135,6 +189,9 @@ async def _snapshot_read(node: Any, rid: int, req: dict) -> dict:
     except FileNotFoundError:
         return _error(rid, "not_found", f"snapshot file {os.path.basename(path)} was deleted; take a new one")
     return {"t": "rep", "rid": rid, "ok": True, "size": size, "data": data}
+
+
+_SLOW = {"snapshot": _snapshot, "snapshot_read": _snapshot_read}
 
 
 def _code(result: dict) -> dict:

@@ -346,6 +346,14 @@ class Storage:
             except OSError as exc:
                 self._fail(exc.filename or self._hard.path, exc)
 
+    def needs_no_sync(self, hard_state: HardState | None, entries: Sequence[Entry]) -> bool:
+        """Whether ``save(hard_state, entries)`` would write nothing but a
+        commit index (no entries, term and vote unchanged): no fsync, only a
+        small write to the page cache."""
+        hs = self._hard.hard_state
+        return (not entries and self._failed is None and not self._hard.legacy
+                and (hard_state is None or (hard_state.term, hard_state.vote) == (hs.term, hs.vote)))
+
     def compact(self, index: int) -> int:
         """Delete the segments whose entries all lie at or before ``index``
         (a snapshot covers them; the caller wrote it first). The segment
