@@ -163,20 +163,27 @@ class _Call:
 
 
 class _Connection:
-    """One stream to one node, with requests multiplexed by id."""
+    """One stream to one node, with requests multiplexed by id. Requests
+    queue their frames; one writer task sends whatever has queued in a
+    single write (many requests per system call under load, and no request
+    ever owns the socket, so a request cancelled by its deadline cannot
+    leave half a frame on the wire)."""
 
     def __init__(self, address: str):
         self.address = address
         self.node_id: int | None = None
         self.max_frame_bytes = DEFAULT_MAX_FRAME  # until the node's welcome says otherwise
         self._stream: trio.SocketStream | None = None
-        self._send_lock = trio.Lock()
         self._waiting: dict[int, list] = {}  # rid -> [event, reply]
         self._rids = itertools.count(1)
         self._connect_lock = trio.Lock()
+        self._outbox: list[bytes] = []
+        self._queued = trio.Event()
         self.dead = False
 
     async def connect(self, client: Client) -> None:
+        if self._stream is not None and not self.dead:
+            return
         async with self._connect_lock:
             if self._stream is not None and not self.dead:
                 return
@@ -197,7 +204,9 @@ class _Connection:
             if isinstance(limit, int) and limit > 0:
                 self.max_frame_bytes = reader.max_frame_bytes = limit
             self._stream, self.dead = stream, False
+            self._outbox, self._queued = [], trio.Event()
             client._nursery.start_soon(self._read_replies, stream, reader)
+            client._nursery.start_soon(self._send_requests, stream)
 
     async def _read_replies(self, stream, reader: FrameReader) -> None:
         try:
@@ -214,10 +223,24 @@ class _Connection:
         finally:
             self._fail(stream)
 
+    async def _send_requests(self, stream) -> None:
+        try:
+            while self._stream is stream:
+                await self._queued.wait()
+                self._queued = trio.Event()
+                while self._outbox and self._stream is stream:
+                    batch, self._outbox = self._outbox, []
+                    await stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._fail(stream)
+
     def _fail(self, stream) -> None:
+        if self._stream is not stream and self._stream is not None:
+            return  # a task of an older connection ending: the current one is fine
         if self._stream is stream:
             self.dead = True
             self._stream = None
+            self._queued.set()  # the writer sees the stream is gone and ends
         for slot in self._waiting.values():
             slot[0].set()  # reply stays None: broken
         self._waiting.clear()
@@ -227,25 +250,21 @@ class _Connection:
         whether the request went out) or, for a request bigger than the
         node takes, ``ClientError("too_large")`` without sending it."""
         await self.connect(client)
-        stream = self._stream
         rid = next(self._rids)
         data = encode_frame({**req, "t": "req", "rid": rid})
         if len(data) - 4 > self.max_frame_bytes:
             raise ClientError("too_large", f"the {req.get('op')} request is {len(data) - 4} bytes; "
                                            f"{self.address} takes frames of at most {self.max_frame_bytes} bytes")
+        if self._stream is None:
+            raise _Broken(f"{self.address}: connection lost")
         slot = [trio.Event(), None]
         self._waiting[rid] = slot
-        sent = False
+        self._outbox.append(data)
+        self._queued.set()
+        if call is not None:
+            call.sending()  # it may go out from here on
         try:
-            async with self._send_lock:
-                sent = True
-                if call is not None:
-                    call.sending()
-                await stream.send_all(data)
             await slot[0].wait()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._fail(stream)
-            raise _Broken(f"{self.address}: {exc}", sent=sent) from None
         finally:
             self._waiting.pop(rid, None)
         if slot[1] is None:
@@ -256,8 +275,9 @@ class _Connection:
 
     async def close(self) -> None:
         if self._stream is not None:
-            await trio.aclose_forcefully(self._stream)
-            self._stream = None
+            stream, self._stream = self._stream, None
+            self._queued.set()
+            await trio.aclose_forcefully(stream)
 
 
 class Client:
