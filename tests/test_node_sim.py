@@ -85,6 +85,33 @@ async def test_linearizable_and_stale_reads(autojump_clock):
         nursery.cancel_scope.cancel()
 
 
+async def test_reads_arriving_together_share_one_heartbeat_round(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        c = SimCluster(nursery, seed=4)
+        leader, reg = await c.start_all_and_register()
+        await leader.propose(encode_command("put", key="r", value=b"1", client=reg["client"], seq=1))
+        rounds = leader.raft._heartbeat_seq
+        answers = []
+
+        async def read():
+            answers.append(await leader.read({"op": "get", "key": "r"}))
+
+        async with trio.open_nursery() as readers:
+            for _ in range(50):
+                readers.start_soon(read)
+        assert answers == [{"ok": True, "value": b"1"}] * 50
+        # One round for the batch (a tick's heartbeat may add one more), not fifty.
+        assert leader.raft._heartbeat_seq - rounds <= 2
+
+        # A read queued on a leader that steps down before confirming it fails, saying so.
+        waiter = leader.read_then({"op": "get", "key": "r"})
+        c.net.isolate(leader.address)
+        with pytest.raises(RequestFailed) as info:
+            await waiter.wait()
+        assert info.value.code == "not_leader"
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("seed, disk_latency", [(s, 0.0) for s in range(1, 21)] + [(s, 0.03) for s in range(1, 6)])
 async def test_leader_crash_loses_no_acknowledged_write_and_retry_applies_once(autojump_clock, seed, disk_latency):
     async with trio.open_nursery() as nursery:

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from ..core import ProposalRefused, Raft, RaftConfig, Role
+from ..core.errors import NotLeader
 from ..core.messages import Entry, EntryKind, InstallSnapshot, Message
 from ..core.ready import ReadState
 from ..kv.store import KVStore
@@ -208,6 +209,7 @@ class Node:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
+            self._confirm_reads()
             while raft.has_ready():
                 # Ticks and peer messages keep stepping the core while the
                 # write is in flight; they come out in the next Ready.
@@ -236,8 +238,7 @@ class Node:
         self.pending.applied(e.index, e.term, result)
 
     def serve_read(self, rs: ReadState) -> None:
-        waiter = self.pending.read_ready(rs.ctx)
-        if waiter is not None:
+        for waiter in self.pending.read_ready(rs.ctx):
             waiter.resolve(None if waiter.query is None else self.state_machine.read(waiter.query))
 
     def read_dropped(self, ctx: Any) -> None:
@@ -326,15 +327,23 @@ class Node:
         return waiter
 
     def read_then(self, query: Any, callback: Callable[[Waiter], None] | None = None) -> Waiter:
-        """``read`` without waiting (see ``propose_then``)."""
-        ctx, waiter = self.pending.add_read(query, callback)
+        """``read`` without waiting (see ``propose_then``). The read joins
+        the batch the ready loop confirms next (``_confirm_reads``)."""
+        if self.raft.role is not Role.LEADER:
+            raise _refusal(NotLeader(self.raft.leader_id))
+        waiter = self.pending.queue_read(query, callback)
+        self.wake()
+        return waiter
+
+    def _confirm_reads(self) -> None:
+        """One ReadIndex for every read queued since the last turn."""
+        ctx = self.pending.take_read_batch()
+        if ctx is None:
+            return
         try:
             self.raft.read_index(ctx)
         except ProposalRefused as exc:
-            self.pending.forget(waiter)
-            raise _refusal(exc) from None
-        self.wake()
-        return waiter
+            self.pending.fail_reads(self.pending.read_ready(ctx), _refusal(exc))
 
     async def barrier(self) -> None:
         """Return once this node, still the leader, has applied everything

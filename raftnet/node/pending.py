@@ -82,24 +82,42 @@ class Waiter:
 
 
 class Pending:
+    """Writes by log index; reads in batches. Reads that arrive between two
+    turns of the ready loop are queued (``queue_read``) and then confirmed
+    together by one ReadIndex (``take_read_batch``): one heartbeat round
+    for the whole batch, not one per read (etcd batches the same way).
+    Every read of a batch arrived before its ReadIndex began, so the round
+    that confirms it started after each of them: still linearizable."""
+
     def __init__(self) -> None:
         self._writes: dict[int, Waiter] = {}
-        self._reads: dict[int, Waiter] = {}
+        self._queued_reads: list[Waiter] = []
+        self._reads: dict[int, list[Waiter]] = {}  # ReadIndex context -> its batch
         self._next_read = 0
 
     def __len__(self) -> int:
-        return len(self._writes) + len(self._reads)
+        return len(self._writes) + len(self._queued_reads) + sum(len(b) for b in self._reads.values())
 
     def add_write(self, index: int, term: int, callback: Callable[[Waiter], None] | None = None) -> Waiter:
         w = Waiter(key=index, term=term, callback=callback)
         self._writes[index] = w
         return w
 
-    def add_read(self, query: Any, callback: Callable[[Waiter], None] | None = None) -> tuple[int, Waiter]:
+    def queue_read(self, query: Any, callback: Callable[[Waiter], None] | None = None) -> Waiter:
+        w = Waiter(is_read=True, query=query, callback=callback)
+        self._queued_reads.append(w)
+        return w
+
+    def take_read_batch(self) -> int | None:
+        """The context of a new batch of every queued read, or None if none is queued."""
+        if not self._queued_reads:
+            return None
         self._next_read += 1
-        w = Waiter(key=self._next_read, is_read=True, query=query, callback=callback)
-        self._reads[self._next_read] = w
-        return self._next_read, w
+        batch, self._queued_reads = self._queued_reads, []
+        for w in batch:
+            w.key = self._next_read
+        self._reads[self._next_read] = batch
+        return self._next_read
 
     def applied(self, index: int, term: int, result: Any) -> None:
         w = self._writes.pop(index, None)
@@ -110,22 +128,33 @@ class Pending:
         else:
             w.fail(RequestFailed("not_leader", f"entry {index} was replaced after a leader change"))
 
-    def read_ready(self, ctx: int) -> Waiter | None:
-        return self._reads.pop(ctx, None)
+    def read_ready(self, ctx: int) -> list[Waiter]:
+        return self._reads.pop(ctx, [])
 
     def read_dropped(self, ctx: int, leader: int | None) -> None:
-        w = self._reads.pop(ctx, None)
-        if w is not None:
-            w.fail(RequestFailed("not_leader", "leadership lost before the read was confirmed", leader))
+        self.fail_reads(self._reads.pop(ctx, []), RequestFailed(
+            "not_leader", "leadership lost before the read was confirmed", leader))
+
+    @staticmethod
+    def fail_reads(batch: list[Waiter], error: RequestFailed) -> None:
+        for w in batch:
+            w.fail(error)
 
     def forget(self, waiter: Waiter) -> None:
         """A caller gave up (timeout): stop tracking it."""
-        table = self._reads if waiter.is_read else self._writes
-        if table.get(waiter.key) is waiter:
-            del table[waiter.key]
+        if not waiter.is_read:
+            if self._writes.get(waiter.key) is waiter:
+                del self._writes[waiter.key]
+            return
+        batch = self._reads.get(waiter.key) if waiter.key else self._queued_reads
+        if batch is not None and waiter in batch:
+            batch.remove(waiter)
 
     def fail_all(self, error: RequestFailed) -> None:
-        for table in (self._writes, self._reads):
-            for w in table.values():
-                w.fail(error)
-            table.clear()
+        for w in self._writes.values():
+            w.fail(error)
+        self._writes.clear()
+        for batch in [self._queued_reads, *self._reads.values()]:
+            self.fail_reads(batch, error)
+        self._queued_reads = []
+        self._reads.clear()
