@@ -21,8 +21,10 @@ written from two threads at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import trio
 
@@ -76,12 +78,57 @@ class LogStore(Protocol):
     def close(self) -> None: ...
 
 
+class WalThread:
+    """One thread, for the store's lifetime, that runs the WAL's blocking
+    writes. ``trio.to_thread.run_sync`` does the same with a thread from a
+    cache, but costs about 60 µs more CPU a call here (thread names,
+    limiter, context copies): on every save, that is on every write's path.
+    ``run`` cannot be cancelled: a write, once begun, ends before the node
+    acts on (or abandons) what it wrote."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="raftnet-wal", daemon=True)
+            self._thread.start()
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        box: list = [None, None]  # result, exception
+
+        def job() -> None:
+            try:
+                box[0] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+                box[1] = exc
+            token.run_sync_soon(done.set)
+
+        self._jobs.put(job)
+        with trio.CancelScope(shield=True):
+            await done.wait()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+
 class DiskLogStore:
     """The WAL of ``raftnet.storage``, saved off the event loop."""
 
     def __init__(self, storage):
         self._storage = storage
         self._lock = trio.Lock()
+        self._thread = WalThread()
         self.fs = storage.fs
         self.snapshot_dir = storage.data_dir
         self._saves = self._entries = 0
@@ -127,7 +174,7 @@ class DiskLogStore:
             # Not cancellable mid-write: a half-done save must finish before
             # the node acts on (or abandons) what it wrote.
             async with self._lock:
-                await trio.to_thread.run_sync(storage.save, hard_state, list(entries))
+                await self._thread.run(storage.save, hard_state, list(entries))
         self._saves += 1
         self._entries += len(entries)
 
@@ -149,6 +196,7 @@ class DiskLogStore:
             storage.snapshot = (meta, path)
 
     def close(self) -> None:
+        self._thread.close()
         self._storage.close()
 
 
