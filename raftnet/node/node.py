@@ -216,7 +216,9 @@ class Node:
                 for write in carry_out(raft, raft.ready(), self):
                     if write.snapshot is not None:
                         await self.snapshots.install(write.snapshot)
-                    await self._store.save(write.hard_state, write.entries)
+                    # A leader writes in a thread, replicating meanwhile; a
+                    # follower only waits for its write (logstore.py).
+                    await self._store.save(write.hard_state, write.entries, on_loop=raft.role is not Role.LEADER)
                 self._note_changes()
                 self.snapshots.maybe_take()
 
