@@ -43,6 +43,7 @@ class LoadSpec:
     rate: float | None = None  # open loop: operations per second
     timeout: float = 10.0  # per operation, retries included
     seed: int | None = None
+    prefill: bool = False  # put every key of the key space once before the warmup
 
     def check(self) -> None:
         if self.workload not in WORKLOADS:
@@ -89,6 +90,8 @@ class Load:
         async with trio.open_nursery() as nursery:
             for c in clients:
                 await nursery.start(self._hold, c)
+            if spec.prefill:
+                await self._prefill(clients)
             begin = trio.current_time()
             measure_from = begin + spec.warmup
             slots = _Slots(spec.rate, begin) if spec.rate else None
@@ -107,6 +110,25 @@ class Load:
                 workers.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
         return self.recorder
+
+    async def _prefill(self, clients: list[Client]) -> None:
+        """Every key of the key space written once, by as many tasks as
+        there are clients (failures are retried: the run needs them all)."""
+        spec = self.spec
+        keys = iter(range(spec.key_space))
+
+        async def fill(client: Client) -> None:
+            for n in keys:
+                while True:
+                    try:
+                        await client.put(key_of(n, spec.key_size), self._value)
+                        break
+                    except ClientError:
+                        await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(min(spec.clients, spec.key_space)):
+                nursery.start_soon(fill, clients[i % spec.conns])
 
     async def _hold(self, client: Client, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with client:

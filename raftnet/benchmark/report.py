@@ -25,6 +25,8 @@ def describe(spec: LoadSpec, target: str) -> str:
     bound = " and ".join(x for x in (f"{spec.total:,} ops" if spec.total else "",
                                      f"{spec.duration:g} s" if spec.duration else "") if x)
     loop = f"open loop at {spec.rate:,.0f} ops/s" if spec.rate else "closed loop"
+    if spec.prefill:
+        what += ", key space prefilled"
     return (f"{what}: {spec.clients} client{'s' if spec.clients > 1 else ''} over {spec.conns} "
             f"connection{'s' if spec.conns > 1 else ''}, {loop}, {spec.key_size} B keys from "
             f"{spec.key_space:,}, {spec.value_size} B values, at most {bound}"

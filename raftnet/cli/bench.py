@@ -53,6 +53,7 @@ from .kv import _addresses, _read_secret
 @click.option("--read-ratio", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="mixed: the share of operations that are gets.")
 @click.option("--stale", is_flag=True, help="get, mixed: stale reads (any node, no ReadIndex round).")
+@click.option("--prefill", is_flag=True, help="Put every key of the key space once before the run (for gets).")
 @click.option("--total", type=click.IntRange(min=1), help="Stop after this many operations (after the warmup).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True),
               help="Stop after this many seconds (after the warmup). Default: 10, unless --total is given.")
@@ -69,7 +70,7 @@ from .kv import _addresses, _read_secret
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw throughput and latency percentiles over time (needs matplotlib: pip install 'raftnet[bench]').")
 def bench(workload, cluster, config_path, secret_file, local_nodes, fsync, keep, clients, conns, leader_only,
-          key_size, value_size, key_space, read_ratio, stale, total, duration, warmup, rate, timeout, seed,
+          key_size, value_size, key_space, read_ratio, stale, prefill, total, duration, warmup, rate, timeout, seed,
           wait_leader, json_path, plot_path) -> None:
     """Measure a cluster under WORKLOAD: put, get, mixed or cas.
 
@@ -86,7 +87,7 @@ def bench(workload, cluster, config_path, secret_file, local_nodes, fsync, keep,
         duration = 10.0
     spec = LoadSpec(workload=workload, clients=clients, conns=min(conns, clients), key_size=key_size,
                     value_size=value_size, key_space=key_space, read_ratio=read_ratio, stale=stale, total=total,
-                    duration=duration, warmup=warmup, rate=rate, timeout=timeout, seed=seed)
+                    duration=duration, warmup=warmup, rate=rate, timeout=timeout, seed=seed, prefill=prefill)
     if plot_path:
         try:
             import matplotlib  # noqa: F401 - checked before a run that would waste its figures
