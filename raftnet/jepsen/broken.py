@@ -17,18 +17,26 @@ import sys
 
 from ..cli import main
 from ..node.node import Node
+from ..node.pending import Waiter
 
 
 async def _local_read(self: Node, query):
     return self.state_machine.read(query)
 
 
-BUGS = {"stale-reads": ("read", _local_read)}
+def _local_read_then(self: Node, query, callback=None) -> Waiter:
+    waiter = Waiter(is_read=True, query=query, callback=callback)
+    waiter.resolve(self.state_machine.read(query))
+    return waiter
+
+
+# bug -> the Node methods it replaces (client gets go through read_then, barriers through read)
+BUGS = {"stale-reads": {"read": _local_read, "read_then": _local_read_then}}
 
 if __name__ == "__main__":
     bug = os.environ.get("RAFTNET_BROKEN", "")
     if bug not in BUGS:
         sys.exit(f"RAFTNET_BROKEN must be one of {', '.join(BUGS)}, not {bug!r}")
-    name, replacement = BUGS[bug]
-    setattr(Node, name, replacement)
+    for name, replacement in BUGS[bug].items():
+        setattr(Node, name, replacement)
     main()
