@@ -435,8 +435,15 @@ class Client:
     async def _write(self, op: str, **fields: Any) -> dict:
         _check_key(fields["key"])
         with self._deadline(write=True) as call:
-            async with self._write_slots:
+            slots = self._write_slots
+            try:
+                slots.acquire_nowait()  # the usual case: no need to yield to take a slot
+            except trio.WouldBlock:
+                await slots.acquire()
+            try:
                 return await self._write_once(op, fields, call)
+            finally:
+                slots.release()
 
     async def _write_once(self, op: str, fields: dict, call: _Call) -> dict:
         await self._ensure_session(call)
@@ -460,6 +467,8 @@ class Client:
             waiting.discard(seq)
 
     async def _ensure_session(self, call: _Call) -> None:
+        if self._client_id is not None:
+            return
         async with self._session_lock:
             if self._client_id is None:
                 call.registering = True
@@ -481,7 +490,7 @@ class Client:
         """Send ``req`` to the leader, following redirects and retrying
         (same request, so the same seq) until it answers or time runs out."""
         delay = RETRY_MIN
-        order = self._order()
+        order = self._order() if self._leader is None else [self._leader, *(a for a in self.addresses if a != self._leader)]
         while True:
             address = await self._target_address(call) if self.target is not None else (self._leader or order[0])
             try:
