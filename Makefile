@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-long run sweep bug-table crash-explore jepsen clean venv
+.PHONY: test test-long run sweep bug-table crash-explore jepsen bench clean venv
 
 venv: $(STAMP)
 
@@ -42,6 +42,12 @@ crash-explore: $(STAMP)
 # (e.g. JEPSEN_ARGS="--nodes 5 --nemesis isolate-leader,pause --seed 7").
 jepsen: $(STAMP)
 	$(BIN)/python -m raftnet.jepsen --minutes 45 --duration 60 $(JEPSEN_ARGS)
+
+# The benchmark matrix (bench/matrix.py): put and get workloads on fresh
+# local 3- and 5-node clusters, each configuration 3 times (about 25 minutes);
+# BENCH_ARGS adds or overrides flags (e.g. BENCH_ARGS="--runs 5 --only put").
+bench: $(STAMP)
+	$(BIN)/python bench/matrix.py $(BENCH_ARGS)
 
 # A local 3-node cluster you can talk to (Ctrl-C stops it).
 run: $(STAMP)
