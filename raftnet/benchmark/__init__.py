@@ -37,6 +37,7 @@ async def measure(spec: LoadSpec, addresses: list[str], *, secret: bytes | None 
     async def on_start() -> None:
         before["generator"] = own_cpu()
         before["nodes"] = local.cpu() if local is not None else {}
+        before["rss"] = local.rss_mib() if local is not None else {}
         before["status"] = await cluster_status(addresses, secret)
 
     async with trio.open_nursery() as nursery:
@@ -46,6 +47,7 @@ async def measure(spec: LoadSpec, addresses: list[str], *, secret: bytes | None 
         nursery.cancel_scope.cancel()
     generator = own_cpu() - before["generator"]
     after_nodes = local.cpu() if local is not None else {}
+    rss = {i: [before["rss"].get(i), mib] for i, mib in (local.rss_mib() if local is not None else {}).items()}
     after_status = await cluster_status(addresses, secret)
     if progress:
         print(file=sys.stderr)
@@ -55,7 +57,7 @@ async def measure(spec: LoadSpec, addresses: list[str], *, secret: bytes | None 
     node_cpu = {i: after_nodes[i] - before["nodes"][i] for i in after_nodes
                 if after_nodes[i] is not None and before["nodes"].get(i) is not None}
     cpu = {"leader": leader, "generator_seconds": generator, "generator_cores": generator / recorder.elapsed,
-           "node_seconds": node_cpu,
+           "node_seconds": node_cpu, "node_rss_mib": rss,
            "per_op_us": {"generator": generator / ops * 1e6,
                          "nodes": {i: s / ops * 1e6 for i, s in node_cpu.items()},
                          "all_nodes": sum(node_cpu.values()) / ops * 1e6 if node_cpu else None}}

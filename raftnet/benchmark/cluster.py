@@ -16,7 +16,7 @@ import trio
 
 from ..client import Client, ClientError
 from ..config import parse_config, render_config
-from .cpu import process_cpu
+from .cpu import process_cpu, process_rss_mib
 
 
 def free_ports(n: int) -> list[int]:
@@ -61,6 +61,9 @@ class LocalCluster:
 
     def cpu(self) -> dict[int, float | None]:
         return {i: process_cpu(p.pid) for i, p in self.procs.items()}
+
+    def rss_mib(self) -> dict[int, float | None]:
+        return {i: process_rss_mib(p.pid) for i, p in self.procs.items()}
 
     def exited(self) -> dict[int, int]:
         return {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}

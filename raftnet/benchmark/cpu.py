@@ -1,6 +1,7 @@
 """CPU seconds used by processes, for cost per operation: node processes
 from ``/proc/<pid>/stat`` (Linux), this process from ``getrusage`` (every
-thread included)."""
+thread included); and a process's resident memory, to see it hold steady
+over a long run."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ def process_cpu(pid: int) -> float | None:
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_rss_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB; None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

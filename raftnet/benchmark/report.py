@@ -51,6 +51,11 @@ def text(record: dict) -> list[str]:
         nodes = ", ".join(f"node {i}{' (leader)' if str(i) == str(cpu.get('leader')) else ''} {us:,.0f}"
                           for i, us in sorted(per_op["nodes"].items(), key=lambda kv: int(kv[0])))
         lines.append(f"cpu/op   {nodes}; all nodes {per_op['all_nodes']:,.0f} µs")
+    rss = {i: v for i, v in cpu.get("node_rss_mib", {}).items() if None not in v}
+    if rss:
+        lines.append("memory   " + ", ".join(f"node {i} {a:,.0f} -> {b:,.0f} MiB"
+                                           for i, (a, b) in sorted(rss.items(), key=lambda kv: int(kv[0])))
+                     + " (resident, from the start of the measured run to its end)")
     lines.append(f"cpu/op   load generator {per_op.get('generator', math.nan):,.0f} µs "
                  f"({cpu['generator_cores']:.2f} of a core)")
     if cpu["generator_cores"] > GENERATOR_BUSY:
