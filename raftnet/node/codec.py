@@ -42,6 +42,7 @@ _SCHEMA: dict[int, tuple[type, list[tuple[str, str]]]] = {
     9: (SnapshotAck, [("index", "i"), ("snap_term", "i"), ("offset", "i"), ("have", "i")]),
 }
 _TAG = {cls: (tag, fields) for tag, (cls, fields) in _SCHEMA.items()}
+_KINDS = {k.value: k for k in EntryKind}  # a dict lookup, not EntryKind(x): it is per entry received
 
 
 def encode_message(m: Message) -> list:
@@ -93,10 +94,9 @@ def decode_message(obj) -> Message:
             for e in v:
                 if not (isinstance(e, list) and len(e) == 4 and isinstance(e[3], bytes)):
                     raise ProtocolError("an entry is [index, term, kind, data]")
-                try:
-                    kind_ = EntryKind(_int(e[2]))
-                except ValueError:
-                    raise ProtocolError(f"unknown entry kind {e[2]}") from None
+                kind_ = _KINDS.get(e[2]) if type(e[2]) is int else None
+                if kind_ is None:
+                    raise ProtocolError(f"unknown entry kind {preview(e[2], 20)}")
                 entries.append(Entry(_int(e[0]), _int(e[1]), e[3], kind_))
             kw[name] = tuple(entries)
     return cls(**kw)
