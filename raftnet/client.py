@@ -292,6 +292,7 @@ class Client:
         self.cluster = cluster  # None: accept the name the server announces
         self._conns = {a: _Connection(a) for a in self.addresses}
         self._leader: str | None = None
+        self._any: list[str] | None = None  # the order stale reads and status try the nodes in
         self._client_id: int | None = None
         self._seq = 0
         self._waiting_on: set[int] = set()  # seqs of this session's writes in flight
@@ -531,14 +532,23 @@ class Client:
             delay = min(delay * 2, RETRY_MAX)
 
     async def _any_node(self, req: dict, call: _Call) -> dict:
+        """``req`` to whichever node answers: the one this client last used
+        (one connection carries its requests in batches), then the others."""
         delay = RETRY_MIN
         while True:
-            addresses = [await self._target_address(call)] if self.target is not None else self._order()
+            if self.target is not None:
+                addresses = [await self._target_address(call)]
+            else:
+                if self._any is None:
+                    self._any = self._order()
+                addresses = self._any
             for address in addresses:
                 try:
                     r = await self._conns[address].request(self, req, call)
                 except _Broken as exc:
                     call.broken(exc)
+                    if self._any and self._any[0] == address:
+                        self._any = self._any[1:] + self._any[:1]  # prefer the next one from now on
                     continue
                 if r.get("ok"):
                     return r
