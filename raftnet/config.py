@@ -53,7 +53,7 @@ class LimitsSpec:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotSpec:
-    every_entries: int = 10_000  # take a snapshot once this many entries were applied since the last one
+    every_entries: int = 100_000  # take a snapshot once this many entries were applied since the last one
     every_bytes: int = 64 << 20  # ... or once the entries applied since then hold this many bytes
     trailing_entries: int = 5_000  # entries kept in the log behind a snapshot, for briefly lagging followers
     keep: int = 2  # snapshot files kept on disk

@@ -18,7 +18,18 @@ from raftnet.node.server import check_message
 from raftnet.node.snapshots import SnapshotAck, SnapshotChunk
 from raftnet.node.wire import ProtocolError
 from raftnet.storage.snapshot import list_snapshots
-from tests.helpers.node_cluster import SimCluster, eventually, sim_config
+from tests.helpers.node_cluster import SimCluster, sim_config
+from tests.helpers.node_cluster import eventually as _eventually
+
+# Snapshots are written, read and verified in worker threads. While one
+# runs, MockClock's autojump sees the loop idle and moves virtual time on,
+# a tick at a time: on a loaded machine that adds up to many virtual
+# seconds. The deadlines below only make a hang fail, so give them room.
+THREAD_SLACK = 10
+
+
+async def eventually(predicate, deadline: float) -> None:
+    await _eventually(predicate, deadline * THREAD_SLACK)
 
 
 @pytest.fixture
