@@ -1,5 +1,4 @@
-"""Real `raftnet serve` processes on loopback, for the integration tests and
-`bench/cluster.py`.
+"""Real `raftnet serve` processes on loopback, for the integration tests.
 
 Every wait polls a condition with a deadline; every process started here is
 stopped here, by its pid.
