@@ -189,6 +189,17 @@ def running_cluster(directory: Path, **kwargs) -> Iterator[Cluster]:
         c.stop_all()
 
 
+def restored_cluster(directory: Path, backup: Path | str, nodes: int = 3) -> Cluster:
+    """A new cluster in ``directory`` whose nodes were each seeded from
+    ``backup`` by ``raftnet snapshot restore`` (not started)."""
+    directory.mkdir()
+    c = Cluster(directory, nodes=nodes)
+    for i in c.ids:
+        r = raftnet("snapshot", "restore", str(backup), "--config", str(c.config), "--id", str(i))
+        assert r.returncode == 0, r.stderr
+    return c
+
+
 # -- raw protocol access, for the bad-input tests ----------------------------------
 
 

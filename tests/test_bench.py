@@ -70,7 +70,25 @@ def test_cpu_of_processes_is_read_from_proc():
     assert process_cpu(2**22 + 12345) is None  # no such process
 
 
-async def test_a_total_ends_the_run_after_exactly_that_many_operations(monkeypatch, autojump_clock):
+class NoClient:
+    """Stands in for raftnet.client.Client: the operations below never use it."""
+
+    def __init__(self, *a, **k):
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def no_client(monkeypatch):
+    monkeypatch.setattr("raftnet.benchmark.load.Client", NoClient)
+
+
+async def test_a_total_ends_the_run_after_exactly_that_many_operations(monkeypatch, autojump_clock, no_client):
     calls: list = []
     load = Load(LoadSpec(clients=7, conns=2, total=50, duration=None, warmup=0.1, seed=1), ["n:1"])
 
@@ -79,25 +97,13 @@ async def test_a_total_ends_the_run_after_exactly_that_many_operations(monkeypat
         await trio.sleep(0.01)
 
     monkeypatch.setattr(load, "_operation", lambda client: put)
-
-    class NoClient:
-        def __init__(self, *a, **k):
-            pass
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            return False
-
-    monkeypatch.setattr("raftnet.benchmark.load.Client", NoClient)
     rec = await load.run()
     assert rec.summary()["ops"] == 50
     assert all(lat == pytest.approx(0.01) for lat in rec.latencies)
     assert len(calls) > 50  # the warmup's operations ran too, uncounted
 
 
-async def test_an_open_loop_counts_latency_from_when_an_operation_was_due(monkeypatch, autojump_clock):
+async def test_an_open_loop_counts_latency_from_when_an_operation_was_due(monkeypatch, autojump_clock, no_client):
     # 100 ops/s offered, one client, each operation taking 20 ms: the client
     # falls behind, and the latency counted grows with the backlog.
     load = Load(LoadSpec(clients=1, total=20, duration=None, rate=100.0, seed=1), ["n:1"])
@@ -106,18 +112,6 @@ async def test_an_open_loop_counts_latency_from_when_an_operation_was_due(monkey
         await trio.sleep(0.02)
 
     monkeypatch.setattr(load, "_operation", lambda client: slow)
-
-    class NoClient:
-        def __init__(self, *a, **k):
-            pass
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            return False
-
-    monkeypatch.setattr("raftnet.benchmark.load.Client", NoClient)
     rec = await load.run()
     lat = list(rec.latencies)
     assert len(lat) == 20

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from cluster_harness import Cluster, raftnet
+from cluster_harness import Cluster, raftnet, restored_cluster
 from raftnet.client import Client
 
 # Many snapshots, each several chunks: a transfer takes seconds at 1 MiB/s.
@@ -185,11 +185,7 @@ def test_a_backup_saved_under_write_load_is_a_consistent_cut_that_seeds_a_new_cl
     finally:
         c.stop_all()
 
-    (tmp_path / "new").mkdir()
-    fresh = Cluster(tmp_path / "new", nodes=3)
-    for i in fresh.ids:
-        r = raftnet("snapshot", "restore", str(backup), "--config", str(fresh.config), "--id", str(i))
-        assert r.returncode == 0, r.stderr
+    fresh = restored_cluster(tmp_path / "new", backup)
     fresh.start_all()
     try:
         fresh.wait_for_leader()

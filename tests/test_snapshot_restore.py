@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import trio
 
-from cluster_harness import Cluster, raftnet
+from cluster_harness import Cluster, raftnet, restored_cluster
 from raftnet.client import Client
 from raftnet.kv.store import KVStore, encode_command
 from raftnet.storage import Storage
@@ -137,11 +137,7 @@ def test_killed_nodes_come_back_through_snapshots_and_backups_restore(tmp_path):
     finally:
         c.stop_all()
 
-    (tmp_path / "new").mkdir()
-    fresh = Cluster(tmp_path / "new", nodes=3)
-    for i in fresh.ids:
-        r = raftnet("snapshot", "restore", str(backup_file), "--config", str(fresh.config), "--id", str(i))
-        assert r.returncode == 0, r.stderr
+    fresh = restored_cluster(tmp_path / "new", backup_file)
     fresh.start_all()
     try:
         fresh.wait_for_leader()
