@@ -137,8 +137,11 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
         listener.listen()
         listener.settimeout(30)
         address = f"127.0.0.1:{listener.getsockname()[1]}"
+        # As from a terminal: a test run started in the background inherits
+        # SIGINT ignored, and a program that finds it ignored keeps it so.
         p = subprocess.Popen([sys.executable, "-m", "raftnet", "get", "k", "--cluster", address, "--timeout", "60"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             conn, _ = listener.accept()
             p.send_signal(signal.SIGINT)
