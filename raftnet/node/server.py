@@ -126,7 +126,7 @@ def check_message(m: Message, peer_id: int, node_id: int) -> None:
 async def _serve_client(node: Any, stream: trio.abc.Stream, reader: wire.FrameReader, who: str) -> None:
     conn = _ClientConnection(node, stream, who)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn.send_replies)
+        nursery.start_soon(conn.send_replies, nursery.cancel_scope)
         try:
             while (request := await reader.read()) is not None:
                 await conn.room()
@@ -184,7 +184,10 @@ class _ClientConnection:
         self._replies.append(data)
         self._queued.set()
 
-    async def send_replies(self) -> None:
+    async def send_replies(self, connection: trio.CancelScope) -> None:
+        """Send queued replies until the stream breaks; then end the whole
+        connection (``connection``), reader included: a client that cannot
+        hear its answers must not keep a reader parked on ``room()``."""
         try:
             while True:
                 await self._queued.wait()
@@ -195,7 +198,7 @@ class _ClientConnection:
                     self._in_flight -= len(batch)
                     self._has_room.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client left; its writes may still have been applied
+            connection.cancel()  # the client left; its writes may still have been applied
 
     def close(self) -> None:
         """Answers that come after this are dropped (the requests stay in
