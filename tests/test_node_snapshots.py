@@ -59,6 +59,13 @@ async def put_many(leader, client: int, first: int, count: int, value: bytes = b
         await leader.propose(encode_command("put", key=f"k{seq}", value=value + b"%d" % seq, client=client, seq=seq))
 
 
+def snapshots_settled(node) -> bool:
+    """No snapshot being written, and too few entries applied since the
+    last one began for the policy to take another."""
+    snaps = node.snapshots
+    return snaps._taking is None and snaps._since_entries < snaps.spec.every_entries
+
+
 async def lagging_follower(c: SimCluster, puts: int):
     """Stop a follower, write ``puts`` entries until the leader's log is
     compacted past it, and bring it back: only a snapshot can catch it up."""
@@ -71,8 +78,7 @@ async def lagging_follower(c: SimCluster, puts: int):
     # Let the leader's snapshots settle: one taken while the follower is
     # catching up would send it a second, newer one (and the tests below
     # measure the first transfer).
-    every = leader.snapshots.spec.every_entries
-    await eventually(lambda: leader.snapshots._taking is None and leader.snapshots._since_entries < every, 10)
+    await eventually(lambda: snapshots_settled(leader), 10)
     c.net.heal()
     await c.start(lagging)
     return leader, reg, c.nodes[lagging]
@@ -85,11 +91,9 @@ async def test_the_policy_takes_snapshots_and_compacts_the_log(autojump_clock):
         await put_many(leader, reg["client"], 1, 100)
         goal = leader.raft.commit_index
         await eventually(lambda: all(n.raft.applied_index >= goal for n in c.nodes.values()), 10)
-        # Settled: no snapshot being written and fewer than every_entries
-        # applied since the last one began. (How many it took depends on
-        # how long each write ran: entries applied meanwhile go into the next.)
-        await eventually(lambda: all(n.snapshots.taken >= 1 and n.snapshots._taking is None
-                                     and n.snapshots._since_entries < 20 for n in c.nodes.values()), 10)
+        # How many snapshots it took depends on how long each write ran:
+        # entries applied meanwhile go into the next one.
+        await eventually(lambda: all(n.snapshots.taken >= 1 and snapshots_settled(n) for n in c.nodes.values()), 10)
         for n in c.nodes.values():
             meta, _ = n.store.snapshot_file
             assert meta.index >= goal - 20 and meta.voters == (1, 2, 3)
