@@ -159,3 +159,33 @@ def test_a_damaged_newest_snapshot_falls_back_to_the_older_one(tmp_path):
     st = open_(tmp_path)
     assert st.snapshot[0].index == 50 and st.last_index == 100
     st.close()
+
+
+def test_compaction_releases_covered_entries_from_memory_while_their_segment_stays_on_disk(tmp_path):
+    st = open_(tmp_path)
+    fill(st, 1, 20)  # one segment
+    snap(tmp_path, 12)
+    assert st.compact(12) == 0
+    assert st.first_index == 1  # the segment still holds 1..20 on disk
+    assert [e.index for e in st.entries(1, 21)] == list(range(13, 21))  # but memory only 13..20
+    assert st.last_index == 20
+    with pytest.raises(StorageError, match="covers the log up to 12"):
+        st.save(None, [Entry(12, 2, b"x")])
+    st.save(HardState(2, 1, 14), [Entry(15, 2, b"y")])  # a truncation above the compaction point still works
+    assert [(e.index, e.term) for e in st.entries(13, 16)] == [(13, 1), (14, 1), (15, 2)]
+    st.close()
+    st = open_(tmp_path)  # a restart reads back everything still on disk
+    assert (st.first_index, st.last_index) == (1, 15)
+    assert [e.term for e in st.entries(1, 16)] == [1] * 14 + [2]
+    st.close()
+
+
+def test_compacting_everything_leaves_the_last_index_where_it_was(tmp_path):
+    st = open_(tmp_path)
+    fill(st, 1, 5)
+    snap(tmp_path, 5)
+    st.compact(5)
+    assert st.entries(1, 6) == [] and st.last_index == 5
+    fill(st, 6, 6)
+    assert [e.index for e in st.entries(1, 7)] == [6]
+    st.close()

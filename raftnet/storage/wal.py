@@ -105,7 +105,13 @@ class Storage:
         self.fs = fs
         self._rng = rng
         self._entries: list[Entry] = []
-        self._base = 0  # the index before the first entry: what snapshots cover and compaction dropped
+        self._base = 0  # the index before the first entry on disk: what snapshots cover and compaction deleted
+        # The index before self._entries[0]. Compaction releases the entries
+        # a snapshot covers from memory at once, though their segment stays
+        # on disk until all of it is covered: the core holds the entries a
+        # node still needs, and a copy of a whole segment's worth here would
+        # be memory, and work for the cycle collector, for nothing.
+        self._released = 0
         self.snapshot: tuple[SnapshotMeta, str] | None = None  # the newest valid snapshot and its path
         self._hard: HardStateFile | None = None
         self._lock = None
@@ -221,7 +227,7 @@ class Storage:
                              f"the log starts at {entries[0].index} but the newest snapshot ends at {covered}: "
                              f"entries {covered + 1}..{entries[0].index - 1} are missing")
         self._entries = entries
-        self._base = entries[0].index - 1 if entries else covered
+        self._base = self._released = entries[0].index - 1 if entries else covered
         hs = self._hard.hard_state
         damage = check_commit(hs.commit, entries, scans, covered)
         if damage is not None:
@@ -238,6 +244,7 @@ class Storage:
                         self.data_dir, self.snapshot[0].index, self.snapshot[0].term)
             self._drop_segments()
             self._entries, self._base = [], self.snapshot[0].index
+            self._released = self._base
             scans = []
         live = [s for s in scans if not (s.empty or s.superseded)]
         if live:
@@ -285,7 +292,7 @@ class Storage:
     def _log_contradicts(self, meta: SnapshotMeta) -> bool:
         if not self._entries:
             return False
-        if meta.index < self.first_index:
+        if meta.index <= self._released:
             # The log starts right after the snapshot (an install, then
             # appends): its terms must not go back below the snapshot's.
             return self._entries[0].term < meta.term
@@ -316,14 +323,18 @@ class Storage:
 
     @property
     def first_index(self) -> int:
+        """The first index on disk (``entries`` holds those from the last
+        compaction on: see ``compact``)."""
         return self._base + 1
 
     @property
     def last_index(self) -> int:
-        return self._entries[-1].index if self._entries else self._base
+        return self._entries[-1].index if self._entries else self._released
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
-        first = self.first_index
+        """The entries in [lo, hi) still held: all of them after recovery,
+        none that a compaction covered."""
+        first = self._released + 1
         return self._entries[max(lo, first) - first : max(hi, first) - first]
 
     # -- writing ---------------------------------------------------------------------
@@ -356,8 +367,9 @@ class Storage:
 
     def compact(self, index: int) -> int:
         """Delete the segments whose entries all lie at or before ``index``
-        (a snapshot covers them; the caller wrote it first). The segment
-        being appended to always stays. Returns how many were deleted."""
+        (a snapshot covers them; the caller wrote it first), and release
+        the entries up to ``index`` from memory. The segment being appended
+        to always stays. Returns how many segments were deleted."""
         if self._failed is not None:
             raise self._failed
         segments = list_segments(self.data_dir, self.fs)
@@ -370,9 +382,10 @@ class Storage:
         except OSError as exc:
             self._fail(exc.filename or self.data_dir, exc)
         if doomed:
-            first = list_segments(self.data_dir, self.fs)[0][0]
-            del self._entries[: first - 1 - self._base]
-            self._base = first - 1
+            self._base = list_segments(self.data_dir, self.fs)[0][0] - 1
+        released = max(self._released, min(index, self.last_index))
+        del self._entries[: released - self._released]
+        self._released = released
         # The segment being appended to never goes, however much of it the
         # snapshot covers, and a restart replays all of it. Once the covered
         # part is an eighth of a segment, the next append starts a new one,
@@ -393,6 +406,7 @@ class Storage:
         except OSError as exc:
             self._fail(exc.filename or self.data_dir, exc)
         self._entries, self._base = [], index
+        self._released = index
         self._seg_path, self._seg_first, self._offset = "", 0, 0
 
     def _fail(self, path: str, exc: OSError) -> None:
@@ -404,8 +418,8 @@ class Storage:
         first = entries[0].index
         if first > self.last_index + 1:
             raise StorageError(f"gap: appending index {first} after last index {self.last_index}")
-        if first <= self._base:
-            raise StorageError(f"cannot overwrite index {first}: a snapshot covers the log up to {self._base}")
+        if first <= self._released:
+            raise StorageError(f"cannot overwrite index {first}: a snapshot covers the log up to {self._released}")
         truncating = first <= self.last_index
         data = self._batch(entries, truncating, self._seed, self._offset)
         if (self._file is None or self._offset + len(data) > self._seg_size or first < self._seg_first
@@ -418,7 +432,7 @@ class Storage:
             self._offset += len(data)
             self._sync()
         if truncating:
-            del self._entries[first - self.first_index :]
+            del self._entries[first - self._released - 1 :]
         self._entries.extend(entries)
 
     @staticmethod
