@@ -17,15 +17,18 @@ from . import exitcodes
 log = logging.getLogger("raftnet.serve")
 
 
-async def _run(config, node_id: int, data_dir: Path | None) -> None:
-    from ..node import Node
+async def _run(config, node_id: int, data_dir: Path | None, gc_mode: str) -> None:
+    from ..node import Node, collector
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Node(config, node_id, data_dir=data_dir) as node:
+        async with Node(config, node_id, data_dir=data_dir) as node, trio.open_nursery() as nursery:
+            if gc_mode == "managed":
+                nursery.start_soon(collector.manage, lambda: node.raft.log.first_index)
             log.info("node %d serving on %s (cluster %r)", node_id, node.address, config.name)
             async for signum in signals:
                 log.info("node %d got %s: shutting down", node_id, signal.Signals(signum).name)
                 break
+            nursery.cancel_scope.cancel()
         # Leaving the block stopped accepting, cancelled the actors (a save in
         # progress finishes first: it runs in a thread) and closed the WAL.
 
@@ -39,7 +42,12 @@ async def _run(config, node_id: int, data_dir: Path | None) -> None:
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LEVELS))
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(FORMATS),
               help="json prints one JSON object per line.")
-def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str, log_format: str) -> None:
+@click.option("--gc", "gc_mode", default="managed", show_default=True, envvar="RAFTNET_GC",
+              type=click.Choice(["managed", "python"]),
+              help="managed keeps Python's cycle collector from walking the whole log in "
+                   "event-loop stalls (docs/node.md); python leaves it as it is. Env: RAFTNET_GC.")
+def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str, log_format: str,
+          gc_mode: str) -> None:
     """Run node ID of the cluster described by --config."""
     setup_logging(log_level, log_format)
     try:
@@ -50,7 +58,7 @@ def serve(config_path: Path, node_id: int, data_dir: Path | None, log_level: str
     from ..storage import Corruption, StorageError, StorageFailed
 
     try:
-        trio.run(_run, config, node_id, data_dir)
+        trio.run(_run, config, node_id, data_dir, gc_mode)
     except BaseException as exc:  # noqa: BLE001 - mapped to exit codes below, the rest re-raised
         cause = leaf(exc)
         if isinstance(cause, StorageFailed):

@@ -1,0 +1,54 @@
+"""``raftnet serve --gc managed``: objects are frozen out of the automatic
+collections, and cyclic garbage among them is still collected, after a
+compaction or at the latest every ``full_every`` seconds."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from functools import partial
+
+import trio
+
+from raftnet.node import collector
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_cyclic_garbage_frozen_alive_is_collected_once_the_log_is_compacted(autojump_clock):
+    first = [1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(collector.manage, lambda: first[0], freeze_every=1.0, full_every=3600.0))
+        await trio.sleep(0.5)  # manage has frozen everything alive
+        garbage = Cycle()
+        ref = weakref.ref(garbage)
+        await trio.sleep(1.0)  # ... and frozen it again since
+        assert gc.get_freeze_count() > 0
+        del garbage
+        gc.collect()  # a full collection does not look at frozen objects
+        await trio.sleep(10.0)
+        assert ref() is not None
+        first[0] = 5000  # the log was compacted
+        await trio.sleep(1.5)
+        assert ref() is None
+        nursery.cancel_scope.cancel()
+    assert gc.get_freeze_count() == 0  # cancelled, it leaves nothing frozen
+
+
+async def test_without_compaction_a_full_collection_still_comes_every_full_every_seconds(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(collector.manage, lambda: 1, freeze_every=1.0, full_every=30.0))
+        await trio.sleep(0.5)
+        garbage = Cycle()
+        ref = weakref.ref(garbage)
+        await trio.sleep(1.0)
+        del garbage
+        await trio.sleep(20.0)
+        assert ref() is not None
+        await trio.sleep(15.0)
+        assert ref() is None
+        nursery.cancel_scope.cancel()
+    assert gc.get_freeze_count() == 0
