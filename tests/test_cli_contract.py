@@ -189,7 +189,7 @@ def test_no_quorum_status_exits_2_and_a_put_says_it_was_not_applied(tmp_path):
 def test_a_crash_inside_serve_is_one_log_line_and_exit_1(tmp_path, monkeypatch):
     import raftnet.cli.serve as serve_module
 
-    async def crash(config, node_id, data_dir):
+    async def crash(*args):
         raise RuntimeError("a bug\nwith detail")
 
     monkeypatch.setattr(serve_module, "_run", crash)
